@@ -1,0 +1,498 @@
+"""The catalog's system of record in MongoDB, with a transactional outbox.
+
+Every accepted change is written together with its event in one transaction, so a 2xx answer means
+the event will be published even if Kafka is down right now (the OutboxRelay publishes it later).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
+
+from services.catalog.models import DecisionIn, ItemFields, NeedCreate, OfferCreate, OrganizationCreate
+from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
+from ssmatch.events import (
+    Envelope,
+    ItemPayload,
+    ItemWithdrawnPayload,
+    MatchDecidedPayload,
+    MatchProposedPayload,
+    MatchRetractedPayload,
+    make_event,
+)
+from ssmatch.http import ApiError
+from ssmatch.mongo import in_transaction
+from ssmatch.text import fold, guess_script_language
+
+PRODUCER = "catalog"
+ITEM_CREATE_MODEL: dict[str, type[ItemFields]] = {"need": NeedCreate, "offer": OfferCreate}
+_INTERNAL_FIELDS = {"_id", "search_text", "organization_id", "kind", "revision", "created_at", "updated_at", "withdrawn_at", "created_by"}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """ObjectId hex: sortable by creation time, so it doubles as the pagination cursor."""
+    return str(ObjectId())
+
+
+def etag_for(revision: int) -> str:
+    return f'"{revision}"'
+
+
+def parse_if_match(header: str | None) -> int | None:
+    if header is None:
+        return None
+    value = header.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    return int(value) if value.isdigit() else -1
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except Exception as exc:
+        raise ApiError(422, "cursor is not valid", details=[{"path": "$.cursor", "message": "malformed"}]) from exc
+    if not re.fullmatch(r"[0-9a-f]{24}", value):
+        raise ApiError(422, "cursor is not valid", details=[{"path": "$.cursor", "message": "malformed"}])
+    return value
+
+
+def item_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON shape of a stored need or offer."""
+    out = {k: v for k, v in doc.items() if k not in ("_id", "search_text", "created_by")}
+    out["id"] = doc["_id"]
+    return out
+
+
+def match_view(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    out["id"] = doc["_id"]
+    return out
+
+
+def org_view(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    out["id"] = doc["_id"]
+    return out
+
+
+class CatalogStore:
+    def __init__(self, client: AsyncMongoClient, db_name: str, on_outbox_write: Callable[[], None] | None = None) -> None:
+        self.client = client
+        self.db = client.get_database(db_name)
+        self.orgs = self.db["organizations"]
+        self.tokens = self.db["tokens"]
+        self.items = {"need": self.db["needs"], "offer": self.db["offers"]}
+        self.matches = self.db["matches"]
+        self.outbox = self.db["outbox"]
+        self.idempotency = self.db["idempotency"]
+        self.audit = self.db["audit"]
+        self._on_outbox_write = on_outbox_write or (lambda: None)
+
+    async def init_indexes(self) -> None:
+        await self.orgs.create_index([("type", ASCENDING), ("name", ASCENDING)])
+        await self.tokens.create_index([("organization_id", ASCENDING)])
+        await self.tokens.create_index("token_id", unique=True)
+        for coll in self.items.values():
+            await coll.create_index([("organization_id", ASCENDING), ("_id", DESCENDING)])
+            await coll.create_index([("status", ASCENDING), ("_id", DESCENDING)])
+            await coll.create_index([("sectors", ASCENDING), ("_id", DESCENDING)])
+            await coll.create_index([("sdgs", ASCENDING), ("_id", DESCENDING)])
+            await coll.create_index([("country", ASCENDING), ("_id", DESCENDING)])
+        await self.matches.create_index([("status", ASCENDING), ("score", DESCENDING)])
+        await self.matches.create_index([("need_id", ASCENDING), ("score", DESCENDING)])
+        await self.matches.create_index([("offer_id", ASCENDING), ("score", DESCENDING)])
+        await self.outbox.create_index([("published_at", ASCENDING), ("_id", ASCENDING)])
+        await self.idempotency.create_index("created_at", expireAfterSeconds=7 * 24 * 3600)
+        await self.audit.create_index([("entity_id", ASCENDING), ("at", ASCENDING)])
+
+    # ---- outbox and audit -------------------------------------------------------------------
+    async def _emit(self, session: AsyncClientSession, event: Envelope) -> None:
+        await self.outbox.insert_one(
+            {
+                "_id": ObjectId(),
+                "event_id": event.event_id,
+                "topic": event.topic,
+                "key": event.entity_id,
+                "event": event.to_json_dict(),
+                "created_at": now(),
+                "published_at": None,
+            },
+            session=session,
+        )
+
+    async def _audit(
+        self, session: AsyncClientSession, principal: Principal, action: str, entity_type: str, entity_id: str, changes: dict[str, Any]
+    ) -> None:
+        await self.audit.insert_one(
+            {
+                "at": now(),
+                "action": action,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "by_organization": principal.organization_id,
+                "by_role": principal.role,
+                "by_token": principal.token_id,
+                "changes": changes,
+            },
+            session=session,
+        )
+
+    # ---- organizations and tokens -------------------------------------------------------------
+    async def create_org(self, body: OrganizationCreate) -> dict[str, Any]:
+        doc = {"_id": new_id(), **body.model_dump(mode="json"), "created_at": now()}
+        await self.orgs.insert_one(doc)
+        return doc
+
+    async def get_org(self, org_id: str) -> dict[str, Any] | None:
+        return await self.orgs.find_one({"_id": org_id})
+
+    async def list_orgs(self, org_type: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if org_type:
+            query["type"] = org_type
+        if name:
+            query["name"] = name
+        return await self.orgs.find(query).sort("_id", ASCENDING).to_list(1000)
+
+    async def issue_token(self, org: dict[str, Any], expires_in_days: int | None) -> tuple[str, dict[str, Any]]:
+        token = new_token()
+        doc = {
+            "_id": hash_token(token),
+            "token_id": new_id(),
+            "organization_id": org["_id"],
+            "role": ROLE_BY_ORG_TYPE[org["type"]],
+            "created_at": now(),
+            "expires_at": now() + timedelta(days=expires_in_days) if expires_in_days else None,
+            "revoked_at": None,
+        }
+        await self.tokens.insert_one(doc)
+        return token, doc
+
+    async def revoke_token(self, token_id: str) -> bool:
+        res = await self.tokens.update_one({"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
+        return res.modified_count == 1
+
+    # ---- needs and offers ---------------------------------------------------------------------
+    @staticmethod
+    def _search_text(doc: dict[str, Any]) -> str:
+        return fold(" ".join([doc["title"], doc["description"], " ".join(doc.get("keywords", []))]))
+
+    @staticmethod
+    def _payload(doc: dict[str, Any]) -> ItemPayload:
+        fields = ItemPayload.model_fields
+        data = {k: v for k, v in doc.items() if k in fields}
+        data["id"] = doc["_id"]
+        return ItemPayload.model_validate(data)
+
+    def _event(self, kind: str, action: str, doc: dict[str, Any]) -> Envelope:
+        return make_event(f"{kind}.{action}", kind, doc["_id"], self._payload(doc), producer=PRODUCER)  # type: ignore[arg-type]
+
+    async def create_item(
+        self,
+        kind: str,
+        principal: Principal,
+        org: dict[str, Any],
+        body: ItemFields,
+        idempotency_key: str | None,
+        request_hash: str,
+    ) -> tuple[int, dict[str, Any]]:
+        """Create a need/offer with its outbox event (and idempotency record) in one transaction."""
+        idem_id = f"{org['_id']}:{kind}:{idempotency_key}" if idempotency_key else None
+        if idem_id:
+            prior = await self.idempotency.find_one({"_id": idem_id})
+            if prior:
+                return self._replay(prior, request_hash)
+        data = _to_bson(body.model_dump(mode="python"))
+        data["country"] = data.get("country") or org["country"]
+        data["text_language"] = data.get("text_language") or guess_script_language(
+            data["title"] + " " + data["description"]
+        ) or data["languages"][0]
+        ts = now()
+        doc = {
+            "_id": new_id(),
+            "kind": kind,
+            "organization_id": org["_id"],
+            **data,
+            "revision": 1,
+            "created_at": ts,
+            "updated_at": ts,
+        }
+        doc["search_text"] = self._search_text(doc)
+        view = item_view(doc)
+
+        async def work(session: AsyncClientSession) -> None:
+            await self.items[kind].insert_one(doc, session=session)
+            await self._emit(session, self._event(kind, "published", doc))
+            await self._audit(session, principal, "create", kind, doc["_id"], {"revision": 1})
+            if idem_id:
+                await self.idempotency.insert_one(
+                    {"_id": idem_id, "request_hash": request_hash, "status": 201, "body": _jsonable(view), "created_at": ts},
+                    session=session,
+                )
+
+        try:
+            await in_transaction(self.client, work)
+        except DuplicateKeyError:
+            # A concurrent retry with the same key won the race: answer as it did.
+            prior = await self.idempotency.find_one({"_id": idem_id}) if idem_id else None
+            if prior is None:
+                raise
+            return self._replay(prior, request_hash)
+        self._on_outbox_write()
+        return 201, view
+
+    @staticmethod
+    def _replay(prior: dict[str, Any], request_hash: str) -> tuple[int, dict[str, Any]]:
+        if prior["request_hash"] != request_hash:
+            raise ApiError(
+                409,
+                "this Idempotency-Key was already used with a different request body",
+                code="idempotency_key_reused",
+            )
+        return prior["status"], prior["body"]
+
+    async def get_item(self, kind: str, item_id: str) -> dict[str, Any] | None:
+        return await self.items[kind].find_one({"_id": item_id})
+
+    async def list_items(self, kind: str, filters: dict[str, Any], limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query: dict[str, Any] = {}
+        for key in ("sdgs", "sectors", "modalities", "country", "languages", "organization_id"):
+            if filters.get(key) is not None:
+                query[key] = filters[key]
+        if filters.get("country_in") is not None:
+            query["country"] = {"$in": sorted(filters["country_in"])}
+        query["status"] = filters["status"] if filters.get("status") else {"$ne": "withdrawn"}
+        if filters.get("q"):
+            terms = [t for t in fold(filters["q"]).split() if t][:8]
+            query["$and"] = [{"search_text": {"$regex": re.escape(t)}} for t in terms]
+        if cursor:
+            query["_id"] = {"$lt": decode_cursor(cursor)}
+        docs = await self.items[kind].find(query).sort("_id", DESCENDING).limit(limit + 1).to_list(limit + 1)
+        next_cursor = encode_cursor(docs[limit - 1]["_id"]) if len(docs) > limit else None
+        return docs[:limit], next_cursor
+
+    async def update_item(
+        self, kind: str, item_id: str, principal: Principal, patch: dict[str, Any], expected_revision: int
+    ) -> dict[str, Any]:
+        current = await self.get_item(kind, item_id)
+        if current is None:
+            raise ApiError(404, f"{kind} {item_id} not found")
+        self._check_owner(kind, current, principal)
+        if current["status"] == "withdrawn":
+            raise ApiError(409, f"{kind} {item_id} was withdrawn and can no longer change", code="withdrawn")
+        if expected_revision != current["revision"]:
+            raise ApiError(
+                412,
+                f"{kind} {item_id} changed since you read it (now at {etag_for(current['revision'])}); read it again",
+                details={"current_etag": etag_for(current["revision"])},
+            )
+        model = ITEM_CREATE_MODEL[kind]
+        unknown = sorted(set(patch) - set(model.model_fields))
+        if unknown:
+            raise ApiError(
+                422, "the request is not valid",
+                details=[{"path": f"$.{k}", "in": "body", "message": "unknown or read-only field", "type": "extra_forbidden"} for k in unknown],
+            )
+        editable = {k: current[k] for k in model.model_fields if k in current}
+        merged = _to_bson(model.model_validate({**editable, **patch}).model_dump(mode="python"))
+        changes = {k: v for k, v in merged.items() if current.get(k) != v}
+        ts = now()
+        new_doc = {**current, **merged, "revision": current["revision"] + 1, "updated_at": ts}
+        new_doc["search_text"] = self._search_text(new_doc)
+
+        async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+            res = await self.items[kind].find_one_and_replace(
+                {"_id": item_id, "revision": current["revision"]}, new_doc, session=session, return_document=ReturnDocument.AFTER
+            )
+            if res is None:
+                return None
+            await self._emit(session, self._event(kind, "updated", new_doc))
+            await self._audit(session, principal, "update", kind, item_id, _jsonable(changes))
+            return res
+
+        saved = await in_transaction(self.client, work)
+        if saved is None:
+            raise ApiError(412, f"{kind} {item_id} changed while you were editing it; read it again")
+        self._on_outbox_write()
+        return saved
+
+    async def withdraw_item(self, kind: str, item_id: str, principal: Principal) -> dict[str, Any]:
+        current = await self.get_item(kind, item_id)
+        if current is None:
+            raise ApiError(404, f"{kind} {item_id} not found")
+        self._check_owner(kind, current, principal)
+        if current["status"] == "withdrawn":
+            return current
+        ts = now()
+
+        async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+            saved = await self.items[kind].find_one_and_update(
+                {"_id": item_id, "status": {"$ne": "withdrawn"}},
+                {"$set": {"status": "withdrawn", "withdrawn_at": ts, "updated_at": ts}, "$inc": {"revision": 1}},
+                session=session,
+                return_document=ReturnDocument.AFTER,
+            )
+            if saved is None:
+                return None
+            payload = ItemWithdrawnPayload(id=item_id, kind=kind, organization_id=saved["organization_id"], revision=saved["revision"])  # type: ignore[arg-type]
+            await self._emit(session, make_event(f"{kind}.withdrawn", kind, item_id, payload, producer=PRODUCER))  # type: ignore[arg-type]
+            await self._audit(session, principal, "withdraw", kind, item_id, {"status": "withdrawn"})
+            return saved
+
+        saved = await in_transaction(self.client, work)
+        self._on_outbox_write()
+        return saved or (await self.get_item(kind, item_id)) or current
+
+    @staticmethod
+    def _check_owner(kind: str, doc: dict[str, Any], principal: Principal) -> None:
+        if principal.is_admin:
+            return
+        if doc["organization_id"] != principal.organization_id:
+            raise ApiError(403, f"only the organization that owns this {kind} (or an admin) may change it")
+
+    async def republish_open_items(self) -> int:
+        """Queue the current state of every open/draft need and offer again (replay after broker loss)."""
+        count = 0
+        for kind, coll in self.items.items():
+            async for doc in coll.find({"status": {"$in": ["open", "draft", "matched"]}}).sort("_id", ASCENDING):
+                async def work(session: AsyncClientSession, doc: dict[str, Any] = doc, kind: str = kind) -> None:
+                    await self._emit(session, self._event(kind, "published", doc))
+
+                await in_transaction(self.client, work)
+                count += 1
+        self._on_outbox_write()
+        return count
+
+    # ---- matches (projection of the matcher's events + broker decisions) ---------------------------
+    async def apply_match_proposed(self, payload: MatchProposedPayload, occurred_at: datetime) -> bool:
+        """Upsert by pair id; a decided match is never overwritten by a late re-proposal."""
+        fields = {
+            "need_id": payload.need_id,
+            "offer_id": payload.offer_id,
+            "need_organization_id": payload.need_organization_id,
+            "offer_organization_id": payload.offer_organization_id,
+            "need_title": payload.need_title,
+            "offer_title": payload.offer_title,
+            "score": payload.score,
+            "explanation": payload.explanation,
+            "rules_version": payload.rules_version,
+            "need_revision": payload.need_revision,
+            "offer_revision": payload.offer_revision,
+            "status": "proposed",
+            "proposed_at": occurred_at,
+        }
+        try:
+            res = await self.matches.update_one(
+                {
+                    "_id": payload.match_id,
+                    "status": {"$in": ["proposed", "retracted"]},
+                    "proposed_at": {"$lte": occurred_at},
+                },
+                {"$set": fields, "$setOnInsert": {"created_at": now()}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # decided, or a newer proposal is already there
+        return res.upserted_id is not None or res.modified_count > 0
+
+    async def apply_match_retracted(self, payload: MatchRetractedPayload, occurred_at: datetime) -> bool:
+        res = await self.matches.update_one(
+            {"_id": payload.match_id, "status": "proposed", "proposed_at": {"$lte": occurred_at}},
+            {"$set": {"status": "retracted", "retracted_reason": payload.reason, "retracted_at": occurred_at}},
+        )
+        return res.modified_count > 0
+
+    async def get_match(self, match_id: str) -> dict[str, Any] | None:
+        return await self.matches.find_one({"_id": match_id})
+
+    async def list_matches(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        return await self.matches.find(query).sort([("score", DESCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
+
+    async def decide(self, match_id: str, principal: Principal, body: DecisionIn) -> dict[str, Any]:
+        current = await self.get_match(match_id)
+        if current is None:
+            raise ApiError(404, f"match {match_id} not found")
+        if current["status"] != "proposed":
+            raise ApiError(
+                409,
+                f"match {match_id} is {current['status']}; only proposed matches can be decided",
+                code="already_decided" if current["status"] in ("approved", "rejected") else "not_proposed",
+                details={"status": current["status"]},
+            )
+        status = "approved" if body.decision == "approve" else "rejected"
+        ts = now()
+        decided_by = principal.organization_id or "admin"
+
+        async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+            saved = await self.matches.find_one_and_update(
+                {"_id": match_id, "status": "proposed"},
+                {"$set": {"status": status, "decision_note": body.note, "decided_at": ts, "decided_by": decided_by}},
+                session=session,
+                return_document=ReturnDocument.AFTER,
+            )
+            if saved is None:
+                return None
+            payload = MatchDecidedPayload(
+                match_id=match_id,
+                need_id=saved["need_id"],
+                offer_id=saved["offer_id"],
+                decision=body.decision,
+                note=body.note,
+                decided_by=decided_by,
+                need_organization_id=saved["need_organization_id"],
+                offer_organization_id=saved["offer_organization_id"],
+                need_title=saved.get("need_title"),
+                offer_title=saved.get("offer_title"),
+                score=saved["score"],
+                explanation=saved.get("explanation") or {},
+            )
+            await self._emit(session, make_event("match.decided", "match", match_id, payload, producer=PRODUCER))
+            await self._audit(session, principal, f"match.{body.decision}", "match", match_id, {"status": status, "note": body.note})
+            return saved
+
+        saved = await in_transaction(self.client, work)
+        if saved is None:
+            raise ApiError(409, f"match {match_id} was decided by someone else just now", code="already_decided")
+        self._on_outbox_write()
+        return saved
+
+
+def _to_bson(value: Any) -> Any:
+    """BSON has datetimes but no plain dates: keep datetimes, store dates as ISO strings."""
+    if isinstance(value, dict):
+        return {k: _to_bson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_bson(v) for v in value]
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,190 @@
+"""MatcherService: what the matcher does with each need/offer event, independent of faust.
+
+Stage 1 (`ingest`): a batch of item events is validated, new text versions are embedded once,
+in one batch, and the items are stored with their vectors. Stage 2 (`rescore`): each changed item
+is scored against the open items of the other kind; the top pairs become match.proposed events
+and earlier proposals that no longer hold become match.retracted. Event ids are derived from
+(pair, revisions, rules version), so reprocessing an input yields events consumers already saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from services.matcher.state import MatcherState
+from ssmatch.events import (
+    Envelope,
+    ItemPayload,
+    ItemWithdrawnPayload,
+    MatchProposedPayload,
+    MatchRetractedPayload,
+    deterministic_event_id,
+    make_event,
+    match_id_for,
+)
+
+log = logging.getLogger(__name__)
+PRODUCER = "matcher"
+
+
+@dataclass
+class PairScore:
+    total: float
+    explanation: dict[str, Any]
+    excluded: bool = False
+
+
+class Scorer(Protocol):
+    """Scores one item against many candidates of the other kind (pure; no I/O)."""
+
+    rules_version: str
+    top_k: int
+    min_score: float
+
+    def embed(self, texts: list[str]) -> list[list[float]] | None: ...
+
+    def item_text(self, item: dict[str, Any]) -> str: ...
+
+    def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]]) -> list[PairScore]: ...
+
+
+class SectorOverlapScorer:
+    """The walking skeleton's rule: pairs that share a sector, scored by sector overlap (Jaccard)."""
+
+    rules_version = "skeleton-1"
+    top_k = 10
+    min_score = 0.0
+
+    def embed(self, texts: list[str]) -> list[list[float]] | None:
+        return None
+
+    def item_text(self, item: dict[str, Any]) -> str:
+        return " ".join([item["title"], item["description"], " ".join(item.get("keywords", []))])
+
+    def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]]) -> list[PairScore]:
+        mine = set(item["sectors"])
+        out = []
+        for other in candidates:
+            theirs = set(other["sectors"])
+            shared = mine & theirs
+            excluded = not shared or other["organization_id"] == item["organization_id"]
+            total = 0.0 if excluded else len(shared) / len(mine | theirs)
+            out.append(
+                PairScore(
+                    total=round(total, 4),
+                    explanation={
+                        "rules_version": self.rules_version,
+                        "components": {"sectors": round(total, 4)},
+                        "reasons": [f"shared sectors: {', '.join(sorted(shared))}"] if shared else ["no shared sector"],
+                    },
+                    excluded=excluded,
+                )
+            )
+        return out
+
+
+@dataclass
+class Outcome:
+    events: list[Envelope] = field(default_factory=list)
+    stale: int = 0
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class MatcherService:
+    def __init__(self, state: MatcherState, scorer: Scorer) -> None:
+        self.state = state
+        self.scorer = scorer
+
+    async def ingest(self, payloads: list[BaseModel]) -> tuple[list[tuple[str, str]], Outcome]:
+        """Store a batch of item events; returns the (kind, id) of items that changed."""
+        outcome = Outcome()
+        changed: list[tuple[str, str]] = []
+        snapshots = [p for p in payloads if isinstance(p, ItemPayload)]
+        to_embed: list[tuple[dict[str, Any], str]] = []
+        docs: list[dict[str, Any]] = []
+        for snap in snapshots:
+            held = self.state.get(snap.kind, snap.id)
+            if held is not None and held["revision"] >= snap.revision:
+                outcome.stale += 1
+                continue
+            doc = snap.model_dump(mode="python")
+            doc["_id"] = doc.pop("id")
+            text = self.scorer.item_text(doc)
+            doc["text_hash"] = text_hash(text)
+            if held is not None and held.get("text_hash") == doc["text_hash"] and held.get("embedding") is not None:
+                doc["embedding"] = held["embedding"]  # same text version: keep its vector
+            else:
+                to_embed.append((doc, text))
+            docs.append(doc)
+        if to_embed:
+            vectors = self.scorer.embed([t for _, t in to_embed])
+            if vectors is not None:
+                for (doc, _), vec in zip(to_embed, vectors, strict=True):
+                    doc["embedding"] = vec
+        for doc in docs:
+            if await self.state.upsert_item(doc):
+                changed.append((doc["kind"], doc["_id"]))
+            else:
+                outcome.stale += 1
+        for p in payloads:
+            if isinstance(p, ItemWithdrawnPayload):
+                await self.state.withdraw_item(p.kind, p.id, p.revision)
+                changed.append((p.kind, p.id))
+        return changed, outcome
+
+    async def rescore(self, kind: str, item_id: str) -> list[Envelope]:
+        """Propose the best pairs for one item and retract its proposals that no longer hold."""
+        await self.state.refresh()
+        item = self.state.get(kind, item_id)
+        previous = {p["_id"]: p for p in await self.state.active_proposals(kind, item_id)}
+        events: list[Envelope] = []
+        proposals: list[dict[str, Any]] = []
+        eligible: set[str] = set()
+        if item is not None and item.get("status") == "open":
+            other = "offer" if kind == "need" else "need"
+            candidates = self.state.candidates(other)
+            scores = self.scorer.score_against(item, candidates) if candidates else []
+            passing = [(s, c) for s, c in zip(scores, candidates, strict=True) if not s.excluded and s.total > self.scorer.min_score]
+            for _, cand in passing:
+                eligible.add(match_id_for(*((item["_id"], cand["_id"]) if kind == "need" else (cand["_id"], item["_id"]))))
+            ranked = sorted(passing, key=lambda sc: (-sc[0].total, sc[1]["_id"]))[: self.scorer.top_k]
+            for score, cand in ranked:
+                need, offer = (item, cand) if kind == "need" else (cand, item)
+                mid = match_id_for(need["_id"], offer["_id"])
+                payload = MatchProposedPayload(
+                    match_id=mid,
+                    need_id=need["_id"],
+                    offer_id=offer["_id"],
+                    need_organization_id=need["organization_id"],
+                    offer_organization_id=offer["organization_id"],
+                    need_title=need["title"][:300],
+                    offer_title=offer["title"][:300],
+                    score=min(1.0, max(0.0, score.total)),
+                    explanation=score.explanation,
+                    rules_version=self.scorer.rules_version,
+                    need_revision=need["revision"],
+                    offer_revision=offer["revision"],
+                )
+                event_id = deterministic_event_id("proposed", mid, need["revision"], offer["revision"], self.scorer.rules_version)
+                events.append(make_event("match.proposed", "match", mid, payload, producer=PRODUCER, event_id=event_id))
+                proposals.append({"match_id": mid, "need_id": need["_id"], "offer_id": offer["_id"], "score": payload.score})
+        # Only pairs that fail the rules are retracted; falling out of this item's top-K is not
+        # enough, since the pair may still be in the other item's top-K.
+        retracted = [mid for mid in previous if mid not in eligible]
+        for mid in retracted:
+            prev = previous[mid]
+            reason = "item withdrawn or closed" if item is None or item.get("status") != "open" else "the pair no longer passes the rules"
+            payload_r = MatchRetractedPayload(match_id=mid, need_id=prev["need_id"], offer_id=prev["offer_id"], reason=reason)
+            revision = item["revision"] if item else 0
+            event_id = deterministic_event_id("retracted", mid, kind, item_id, revision)
+            events.append(make_event("match.retracted", "match", mid, payload_r, producer=PRODUCER, event_id=event_id))
+        await self.state.record_proposals(proposals, retracted)
+        return events

@@ -1,0 +1,60 @@
+"""Notify wiring: FastAPI app, inbox store and the event consumer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from services.notify.agents import notify_consumer
+from services.notify.api import router
+from services.notify.inbox import InboxStore
+from ssmatch.auth import TokenAuthority
+from ssmatch.http import CorrelationIdMiddleware, install_error_handlers
+from ssmatch.mongo import make_client, ping
+from ssmatch.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = make_client(settings.mongodb_uri)
+        await ping(client)
+        inbox = InboxStore(client, settings.notify_db)
+        await inbox.init()
+        catalog_db = client.get_database(settings.catalog_db)
+        consumer = notify_consumer(settings, inbox, catalog_db)
+        app.state.inbox = inbox
+        app.state.consumer = consumer
+        app.state.authority = TokenAuthority(catalog_db, settings.admin_token)
+        consumer.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await consumer.stop()
+            await client.close()
+
+    app = FastAPI(title="South-South Match — notify", version="1.0.0", lifespan=lifespan)
+    app.state.ready = False
+    install_error_handlers(app)
+    app.add_middleware(CorrelationIdMiddleware)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        ready = bool(getattr(app.state, "ready", False))
+        return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> dict[str, Any]:
+        consumer = app.state.consumer
+        return {"events_processed_total": consumer.processed_total, "events_deadlettered_total": consumer.deadlettered_total}
+
+    return app

@@ -1,0 +1,53 @@
+"""Who hears about what: pure mapping from an event to the alerts it causes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from ssmatch.events import Envelope, MatchDecidedPayload, MatchProposedPayload
+
+
+@dataclass(frozen=True)
+class Alert:
+    organization_id: str
+    kind: str
+    match_id: str
+    dedup_key: str
+    data: dict[str, Any]
+
+
+def alerts_for(envelope: Envelope, payload: BaseModel, broker_org_ids: list[str]) -> list[Alert]:
+    """One alert per recipient. The dedup key names the fact, not the event, so a re-scored or
+    replayed proposal of the same pair does not alert a broker twice."""
+    if isinstance(payload, MatchProposedPayload):
+        data = {
+            "need_id": payload.need_id,
+            "offer_id": payload.offer_id,
+            "need_title": payload.need_title,
+            "offer_title": payload.offer_title,
+            "score": payload.score,
+            "explanation": payload.explanation,
+        }
+        return [
+            Alert(org, "match_proposed", payload.match_id, f"match_proposed:{payload.match_id}", data)
+            for org in broker_org_ids
+        ]
+    if isinstance(payload, MatchDecidedPayload):
+        kind = "match_approved" if payload.decision == "approve" else "match_rejected"
+        data = {
+            "need_id": payload.need_id,
+            "offer_id": payload.offer_id,
+            "need_title": payload.need_title,
+            "offer_title": payload.offer_title,
+            "score": payload.score,
+            "explanation": payload.explanation,
+            "note": payload.note,
+            "need_organization_id": payload.need_organization_id,
+            "offer_organization_id": payload.offer_organization_id,
+        }
+        recipients = dict.fromkeys([payload.need_organization_id, payload.offer_organization_id])
+        return [Alert(org, kind, payload.match_id, f"match_decided:{payload.match_id}", data) for org in recipients]
+    return []

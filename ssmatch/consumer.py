@@ -1,0 +1,139 @@
+"""EventConsumer: the one consume loop every non-faust service uses.
+
+Guarantees: a record's offset is committed only after its handler finished (so durable work is
+never skipped); a record that is not a valid event of a known type/version, or that its handler
+rejects as permanently bad, goes to the dead-letter topic with the reason and the loop carries
+on; transient failures (store or broker down) are retried with backoff, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import BaseModel
+
+from ssmatch.events import Envelope, InvalidEvent, parse_event
+from ssmatch.kafka import make_consumer, make_producer, send_to_deadletter
+from ssmatch.logging import correlation_id
+from ssmatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, BaseModel, ConsumerRecord], Awaitable[None]]
+
+
+class PermanentEventError(Exception):
+    """The handler can never process this event (e.g. it contradicts stored state): dead-letter it."""
+
+
+class EventConsumer:
+    def __init__(self, settings: Settings, group_id: str, topics: list[str], handler: Handler, name: str) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.topics = topics
+        self.handler = handler
+        self.name = name
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.processed_total = 0
+        self.deadlettered_total = 0
+        self.assigned = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._close()
+
+    async def _close(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+        self._consumer = self._producer = None
+
+    async def _connect(self) -> None:
+        backoff = 0.2
+        while True:
+            consumer = make_consumer(self.settings, self.group_id, *self.topics, client_id=self.name)
+            producer = make_producer(self.settings, client_id=f"{self.name}-dlq")
+            try:
+                await consumer.start()
+                await producer.start()
+                self._consumer, self._producer = consumer, producer
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker not up yet
+                log.warning("consumer cannot connect; retrying", extra={"consumer": self.name, "error": str(exc)})
+                for client in (consumer, producer):
+                    try:
+                        await client.stop()
+                    except Exception:  # noqa: BLE001
+                        pass
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        assert self._producer is not None
+        try:
+            envelope, payload = parse_event(record.value or b"")
+        except InvalidEvent as exc:
+            await send_to_deadletter(self._producer, self.name, record, f"invalid event: {exc}")
+            self.deadlettered_total += 1
+            return
+        token = correlation_id.set(envelope.correlation_id)
+        try:
+            backoff = 0.2
+            while True:
+                try:
+                    await self.handler(envelope, payload, record)
+                    self.processed_total += 1
+                    return
+                except PermanentEventError as exc:
+                    await send_to_deadletter(self._producer, self.name, record, f"rejected by handler: {exc}")
+                    self.deadlettered_total += 1
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - transient: retry the same record, never skip it
+                    log.warning(
+                        "handler failed; retrying",
+                        extra={"consumer": self.name, "event_id": envelope.event_id, "error": repr(exc), "backoff_s": backoff},
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            correlation_id.reset(token)
+
+    async def _run(self) -> None:
+        while True:
+            await self._connect()
+            assert self._consumer is not None
+            try:
+                while True:
+                    batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+                    if self._consumer.assignment():
+                        self.assigned.set()
+                    for tp, records in batches.items():
+                        for record in records:
+                            await self._handle(record)
+                        await self._consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect and resume from committed offsets
+                log.warning("consumer loop error; reconnecting", extra={"consumer": self.name, "error": repr(exc)})
+                await self._close()
+                await asyncio.sleep(1.0)

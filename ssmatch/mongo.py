@@ -1,0 +1,31 @@
+"""MongoDB access shared by the services (pymongo's asyncio client)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+T = TypeVar("T")
+
+
+def make_client(uri: str) -> AsyncMongoClient:
+    # tz_aware: every datetime we read back is UTC-aware, like the ones we write.
+    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10000, appname="ssmatch")
+
+
+async def ping(client: AsyncMongoClient) -> None:
+    await client.admin.command("ping")
+
+
+async def in_transaction(client: AsyncMongoClient, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+    """Run `work` in one multi-document transaction (retried on transient errors by pymongo)."""
+    async with client.start_session() as session:
+        return await session.with_transaction(work)
+
+
+def database(client: AsyncMongoClient, name: str) -> AsyncDatabase[dict[str, Any]]:
+    return client.get_database(name)

@@ -1,0 +1,49 @@
+"""Settings shared by every service, read from the environment (names are part of CONTRACT.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """One settings object for all services; each reads what it needs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    mongodb_uri: str = Field(
+        "mongodb://127.0.0.1:27017/?directConnection=true", validation_alias=_env("MONGODB_URI")
+    )
+    catalog_port: int = Field(8000, validation_alias=_env("CATALOG_PORT"))
+    matcher_port: int = Field(8001, validation_alias=_env("MATCHER_PORT"))
+    notify_port: int = Field(8002, validation_alias=_env("NOTIFY_PORT"))
+    bind_host: str = Field("127.0.0.1", validation_alias=_env("SSMATCH_BIND_HOST"))
+    admin_token: str | None = Field(None, validation_alias=_env("SSMATCH_ADMIN_TOKEN"))
+
+    catalog_db: str = Field("ssmatch_catalog", validation_alias=_env("SSMATCH_CATALOG_DB"))
+    matcher_db: str = Field("ssmatch_matcher", validation_alias=_env("SSMATCH_MATCHER_DB"))
+    notify_db: str = Field("ssmatch_notify", validation_alias=_env("SSMATCH_NOTIFY_DB"))
+
+    # Kafka client tuning. Defaults suit real Kafka; the embedded launcher lowers the batch size
+    # because Tansu reports wrong end offsets after multi-record batches (see STACK.md).
+    kafka_fetch_max_wait_ms: int = Field(25, validation_alias=_env("SSMATCH_KAFKA_FETCH_MAX_WAIT_MS"))
+    kafka_producer_max_batch_bytes: int = Field(
+        16384, validation_alias=_env("SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES")
+    )
+    kafka_session_timeout_s: float = Field(6.0, validation_alias=_env("SSMATCH_KAFKA_SESSION_TIMEOUT_S"))
+
+    outbox_poll_interval_s: float = Field(0.5, validation_alias=_env("SSMATCH_OUTBOX_POLL_INTERVAL_S"))
+    log_level: str = Field("INFO", validation_alias=_env("SSMATCH_LOG_LEVEL"))
+    log_format: str = Field("json", validation_alias=_env("SSMATCH_LOG_FORMAT"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,34 @@
+"""Who hears what (pure rules)."""
+
+from __future__ import annotations
+
+from services.notify.rules import alerts_for
+from ssmatch.events import MatchDecidedPayload, MatchProposedPayload, MatchRetractedPayload, make_event
+
+
+def proposed() -> tuple:
+    p = MatchProposedPayload(match_id="n.f", need_id="n", offer_id="f", need_organization_id="o1", offer_organization_id="o2",
+                             score=0.7, explanation={}, rules_version="1", need_revision=1, offer_revision=1)
+    return make_event("match.proposed", "match", "n.f", p, producer="t"), p
+
+
+def test_proposals_alert_every_broker_once_keyed_by_pair() -> None:
+    env, p = proposed()
+    alerts = alerts_for(env, p, ["b1", "b2"])
+    assert [(a.organization_id, a.kind) for a in alerts] == [("b1", "match_proposed"), ("b2", "match_proposed")]
+    env2 = make_event("match.proposed", "match", "n.f", p, producer="t")  # same pair, new event id
+    assert {a.dedup_key for a in alerts_for(env2, p, ["b1"])} == {alerts[0].dedup_key}
+
+
+def test_approval_alerts_both_parties_and_rejection_is_its_own_kind() -> None:
+    for decision, kind in (("approve", "match_approved"), ("reject", "match_rejected")):
+        p = MatchDecidedPayload(match_id="n.f", need_id="n", offer_id="f", decision=decision, decided_by="b1",
+                                need_organization_id="o1", offer_organization_id="o2", score=0.7, need_title="N", offer_title="F")
+        alerts = alerts_for(make_event("match.decided", "match", "n.f", p, producer="t"), p, ["b1"])
+        assert [(a.organization_id, a.kind) for a in alerts] == [("o1", kind), ("o2", kind)]
+        assert alerts[0].data["offer_title"] == "F"
+
+
+def test_retractions_alert_nobody_yet() -> None:
+    p = MatchRetractedPayload(match_id="n.f", need_id="n", offer_id="f", reason="x")
+    assert alerts_for(make_event("match.retracted", "match", "n.f", p, producer="t"), p, ["b1"]) == []
