@@ -172,6 +172,9 @@ def run() -> int:
     stopping = {"flag": False}
 
     def on_signal(signum: int, _frame: object) -> None:
+        # One-shot: a second Ctrl-C (or make forwarding the signal) must not break the clean stop.
+        if stopping["flag"]:
+            return
         stopping["flag"] = True
         raise KeyboardInterrupt
 
@@ -212,8 +215,7 @@ def run() -> int:
         print(f"ssmatch: start-up failed: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stopping["flag"] = True
         t0 = time.monotonic()
         stack.stop()
         print(f"ssmatch: stopped in {time.monotonic() - t0:.1f}s.", flush=True)

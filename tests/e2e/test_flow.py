@@ -1,0 +1,117 @@
+"""The whole flow of CONTRACT.md through plain HTTP, with Kafka in between.
+
+A country office posts a need, a provider an offer that shares a sector; the matcher proposes the
+pair; the broker sees it in the queue and in its inbox, approves it, and both parties are told.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ADMIN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def poll(fn: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s; last: {last!r}")
+
+
+def make_org(catalog: httpx.Client, name: str, type_: str, country: str) -> tuple[str, str]:
+    org = catalog.post("/v1/organizations", json={"name": name, "type": type_, "country": country}, headers=auth(ADMIN))
+    assert org.status_code == 201, org.text
+    tok = catalog.post("/v1/tokens", json={"organization_id": org.json()["id"]}, headers=auth(ADMIN))
+    assert tok.status_code == 201, tok.text
+    return org.json()["id"], tok.json()["token"]
+
+
+NEED = {
+    "title": "Drought-tolerant seed systems for smallholder farmers",
+    "description": "The Ministry of Agriculture seeks training for extension workers on seed multiplication.",
+    "sdgs": [2, 13],
+    "sectors": ["agriculture"],
+    "modalities": ["capacity_development"],
+    "languages": ["en"],
+}
+OFFER = {
+    "title": "Smallholder training on drought-tolerant seeds",
+    "description": "Our research agency has trained 5,000 smallholders on seed systems in semi-arid regions.",
+    "sdgs": [2],
+    "sectors": ["agriculture", "science_technology"],
+    "modalities": ["capacity_development", "expert_deployment"],
+    "languages": ["en", "pt"],
+}
+
+
+def test_need_and_offer_become_a_match_that_a_broker_approves_and_both_parties_hear_of(catalog: httpx.Client, notify: httpx.Client) -> None:
+    office_id, office = make_org(catalog, "Ministry of Agriculture, Malawi", "country_office", "MWI")
+    provider_id, provider = make_org(catalog, "Agricultural research agency, Brazil", "solution_provider", "BRA")
+    broker_id, broker = make_org(catalog, "South-South brokers", "broker", "KEN")
+
+    need = catalog.post("/v1/needs", json=NEED, headers=auth(office))
+    assert need.status_code == 201, need.text
+    assert need.json()["country"] == "MWI"  # defaults to the organization's
+    offer = catalog.post("/v1/offers", json=OFFER, headers=auth(provider))
+    assert offer.status_code == 201, offer.text
+    need_id, offer_id = need.json()["id"], offer.json()["id"]
+
+    matches = poll(lambda: catalog.get(f"/v1/needs/{need_id}/matches", headers=auth(office)).json()["items"])
+    match = next(m for m in matches if m["offer_id"] == offer_id)
+    assert match["status"] == "proposed" and 0 <= match["score"] <= 1
+    assert match["id"] == f"{need_id}.{offer_id}" and match["explanation"]["components"]
+
+    queue = catalog.get("/v1/matches", params={"status": "proposed"}, headers=auth(broker)).json()["items"]
+    assert match["id"] in [m["id"] for m in queue]
+    assert catalog.get("/v1/matches", headers=auth(office)).status_code == 403
+
+    broker_inbox = poll(lambda: [n for n in notify.get("/v1/notifications", headers=auth(broker)).json()["items"] if n["match_id"] == match["id"]])
+    assert broker_inbox[0]["kind"] == "match_proposed" and broker_inbox[0]["read"] is False
+
+    decided = catalog.post(f"/v1/matches/{match['id']}/decision", json={"decision": "approve", "note": "Good fit"}, headers=auth(broker))
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "approved"
+    again = catalog.post(f"/v1/matches/{match['id']}/decision", json={"decision": "reject"}, headers=auth(broker))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_decided"
+
+    for token in (office, provider):
+        entries = poll(lambda token=token: [
+            n for n in notify.get("/v1/notifications", headers=auth(token)).json()["items"]
+            if n["match_id"] == match["id"] and n["kind"] == "match_approved"
+        ])
+        assert len(entries) == 1
+        assert entries[0]["data"]["need_title"] == NEED["title"]
+    # the approval is not overwritten by later events: still approved
+    time.sleep(1.0)
+    assert catalog.get(f"/v1/matches/{match['id']}", headers=auth(office)).json()["status"] == "approved"
+
+
+def test_withdrawn_offer_retracts_its_proposals(catalog: httpx.Client) -> None:
+    _, office = make_org(catalog, "Ministry of Health, Burundi", "country_office", "BDI")
+    _, provider = make_org(catalog, "HIV care institute", "solution_provider", "ZAF")
+    need = catalog.post("/v1/needs", json={**NEED, "sectors": ["health"], "title": "HIV testing centre"}, headers=auth(office)).json()
+    offer = catalog.post("/v1/offers", json={**OFFER, "sectors": ["health"], "title": "HIV testing know-how"}, headers=auth(provider)).json()
+    poll(lambda: catalog.get(f"/v1/needs/{need['id']}/matches", headers=auth(office)).json()["items"])
+    assert catalog.delete(f"/v1/offers/{offer['id']}", headers=auth(provider)).status_code == 200
+    poll(lambda: catalog.get(f"/v1/needs/{need['id']}/matches", headers=auth(office)).json()["items"] == [])
+    retracted = catalog.get(f"/v1/needs/{need['id']}/matches", params={"status": "retracted"}, headers=auth(office)).json()["items"]
+    assert retracted and retracted[0]["offer_id"] == offer["id"]
+
+
+def test_every_service_reports_healthy(stack: Any) -> None:
+    for name in ("catalog", "matcher", "notify"):
+        assert httpx.get(f"{stack.url(name)}/healthz", timeout=5).status_code == 200
