@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from services.catalog.models import DecisionIn, NeedCreate, OfferCreate, OrganizationCreate, TokenCreate
 from services.catalog.store import (
@@ -20,11 +20,10 @@ from services.catalog.store import (
     parse_if_match,
 )
 from ssmatch import reference
-from ssmatch.auth import Principal, TokenAuthority, require_role
+from ssmatch.auth import Principal, Role, TokenAuthority, require_role
 from ssmatch.http import ApiError, validation_details
 
 router = APIRouter(prefix="/v1")
-IdPath = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$"
 
@@ -38,7 +37,22 @@ async def principal(request: Request) -> Principal:
     return await authority.principal_from_request(request)
 
 
+def caller_with(*roles: Role) -> Any:
+    """A dependency that authenticates and checks the role before the body is even validated."""
+
+    async def dependency(request: Request) -> Principal:
+        caller = await principal(request)
+        require_role(caller, *roles)
+        return caller
+
+    return Depends(dependency)
+
+
 Caller = Annotated[Principal, Depends(principal)]
+AdminCaller = Annotated[Principal, caller_with("admin")]
+StaffCaller = Annotated[Principal, caller_with("admin", "broker")]
+SeekerCaller = Annotated[Principal, caller_with("seeker")]
+ProviderCaller = Annotated[Principal, caller_with("provider")]
 Store = Annotated[CatalogStore, Depends(store_of)]
 
 
@@ -48,24 +62,22 @@ def _jsonable(doc: dict[str, Any]) -> Any:
 
 # ---- organizations and tokens -------------------------------------------------------------------
 @router.post("/organizations", status_code=201, tags=["organizations"])
-async def create_organization(body: OrganizationCreate, caller: Caller, store: Store) -> dict[str, Any]:
-    require_role(caller, "admin")
+async def create_organization(caller: AdminCaller, body: OrganizationCreate, store: Store) -> dict[str, Any]:
     return _jsonable(org_view(await store.create_org(body)))
 
 
 @router.get("/organizations", tags=["organizations"])
 async def list_organizations(
-    caller: Caller,
+    caller: StaffCaller,
     store: Store,
     type: Literal["country_office", "solution_provider", "broker"] | None = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    require_role(caller, "admin", "broker")
     return {"items": [_jsonable(org_view(d)) for d in await store.list_orgs(type, name)]}
 
 
 @router.get("/organizations/{org_id}", tags=["organizations"])
-async def get_organization(org_id: Annotated[str, ...], caller: Caller, store: Store) -> dict[str, Any]:
+async def get_organization(org_id: str, caller: Caller, store: Store) -> dict[str, Any]:
     doc = await store.get_org(org_id)
     if doc is None:
         raise ApiError(404, f"organization {org_id} not found")
@@ -73,8 +85,7 @@ async def get_organization(org_id: Annotated[str, ...], caller: Caller, store: S
 
 
 @router.post("/tokens", status_code=201, tags=["organizations"])
-async def create_token(body: TokenCreate, caller: Caller, store: Store) -> dict[str, Any]:
-    require_role(caller, "admin")
+async def create_token(caller: AdminCaller, body: TokenCreate, store: Store) -> dict[str, Any]:
     org = await store.get_org(body.organization_id)
     if org is None:
         raise ApiError(404, f"organization {body.organization_id} not found")
@@ -89,8 +100,7 @@ async def create_token(body: TokenCreate, caller: Caller, store: Store) -> dict[
 
 
 @router.delete("/tokens/{token_id}", tags=["organizations"])
-async def revoke_token(token_id: str, caller: Caller, store: Store) -> dict[str, Any]:
-    require_role(caller, "admin")
+async def revoke_token(token_id: str, caller: AdminCaller, store: Store) -> dict[str, Any]:
     if not await store.revoke_token(token_id):
         raise ApiError(404, f"active token {token_id} not found")
     return {"id": token_id, "revoked": True}
@@ -102,7 +112,6 @@ def _request_hash(body: Any) -> str:
 
 
 async def _create(kind: str, body: NeedCreate | OfferCreate, caller: Principal, store: CatalogStore, key: str | None) -> JSONResponse:
-    require_role(caller, "seeker" if kind == "need" else "provider")
     org = await store.get_org(caller.organization_id or "")
     if org is None:
         raise ApiError(403, "the organization of this token no longer exists")
@@ -114,14 +123,14 @@ async def _create(kind: str, body: NeedCreate | OfferCreate, caller: Principal, 
 
 @router.post("/needs", status_code=201, tags=["needs"])
 async def create_need(
-    body: NeedCreate, caller: Caller, store: Store, idempotency_key: Annotated[str | None, Header()] = None
+    caller: SeekerCaller, body: NeedCreate, store: Store, idempotency_key: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
     return await _create("need", body, caller, store, idempotency_key)
 
 
 @router.post("/offers", status_code=201, tags=["offers"])
 async def create_offer(
-    body: OfferCreate, caller: Caller, store: Store, idempotency_key: Annotated[str | None, Header()] = None
+    caller: ProviderCaller, body: OfferCreate, store: Store, idempotency_key: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
     return await _create("offer", body, caller, store, idempotency_key)
 
@@ -186,16 +195,6 @@ async def withdraw_need(item_id: str, caller: Caller, store: Store) -> dict[str,
 @router.delete("/offers/{item_id}", tags=["offers"])
 async def withdraw_offer(item_id: str, caller: Caller, store: Store) -> dict[str, Any]:
     return _jsonable(item_view(await store.withdraw_item("offer", _check_id(item_id, "offer"), caller)))
-
-
-class ListParams(BaseModel):
-    sdg: int | None = None
-    sector: str | None = None
-    modality: str | None = None
-    country: str | None = None
-    status: str | None = None
-    language: str | None = None
-    q: str | None = None
 
 
 async def _list(
@@ -279,8 +278,7 @@ async def offer_matches(item_id: str, caller: Caller, store: Store, status: Matc
 
 
 @router.get("/matches", tags=["matches"])
-async def list_matches(caller: Caller, store: Store, status: MatchStatus = None, limit: Annotated[int, Query(ge=1, le=100)] = 50) -> dict[str, Any]:
-    require_role(caller, "admin", "broker")
+async def list_matches(caller: StaffCaller, store: Store, status: MatchStatus = None, limit: Annotated[int, Query(ge=1, le=100)] = 50) -> dict[str, Any]:
     query: dict[str, Any] = {"status": status} if status else {}
     return {"items": [_jsonable(match_view(m)) for m in await store.list_matches(query, limit)]}
 
@@ -304,8 +302,7 @@ async def get_match(match_id: str, caller: Caller, store: Store) -> dict[str, An
 
 
 @router.post("/matches/{match_id}/decision", tags=["matches"])
-async def decide_match(match_id: str, body: DecisionIn, caller: Caller, store: Store) -> dict[str, Any]:
-    require_role(caller, "admin", "broker")
+async def decide_match(match_id: str, caller: StaffCaller, body: DecisionIn, store: Store) -> dict[str, Any]:
     await _visible_match(match_id, caller, store)
     return _jsonable(match_view(await store.decide(match_id, caller, body)))
 

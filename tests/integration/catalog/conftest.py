@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from services.catalog.app import create_app
+
+ADMIN = "test-admin-token"
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    app: Any
+
+    async def org(self, type_: str = "country_office", country: str = "MWI", name: str = "Org") -> tuple[str, dict[str, str]]:
+        r = await self.client.post("/v1/organizations", json={"name": name, "type": type_, "country": country}, headers=admin())
+        assert r.status_code == 201, r.text
+        t = await self.client.post("/v1/tokens", json={"organization_id": r.json()["id"]}, headers=admin())
+        assert t.status_code == 201, t.text
+        return r.json()["id"], {"Authorization": f"Bearer {t.json()['token']}"}
+
+
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN}"}
+
+
+@pytest.fixture
+async def api(make_settings: Any) -> AsyncIterator[Api]:
+    settings = make_settings(admin_token=ADMIN)
+    app = create_app(settings, start_background=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
+            yield Api(client, app)
+        await app.state.store.client.drop_database(settings.catalog_db)
+
+
+NEED: dict[str, Any] = {
+    "title": "Sécurité alimentaire et alimentation scolaire",
+    "description": "Le ministère cherche un appui pour les cantines scolaires.",
+    "sdgs": [2, 4],
+    "sectors": ["food_security"],
+    "modalities": ["capacity_development"],
+    "languages": ["fr"],
+}
+OFFER: dict[str, Any] = {
+    "title": "School feeding programme design",
+    "description": "Centre of excellence with ten years of school feeding experience.",
+    "sdgs": [2],
+    "sectors": ["food_security", "nutrition"],
+    "modalities": ["capacity_development"],
+    "languages": ["en", "fr", "pt"],
+    "delivery_countries": ["SEN", "MLI"],
+}
