@@ -9,6 +9,7 @@ and earlier proposals that no longer hold become match.retracted. Event ids are 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -125,7 +126,8 @@ class MatcherService:
                 to_embed.append((doc, text))
             docs.append(doc)
         if to_embed:
-            vectors = self.scorer.embed([t for _, t in to_embed])
+            # Embedding is CPU-bound (~90 ms per text here): keep it off the event loop.
+            vectors = await asyncio.to_thread(self.scorer.embed, [t for _, t in to_embed])
             if vectors is not None:
                 for (doc, _), vec in zip(to_embed, vectors, strict=True):
                     doc["embedding"] = vec

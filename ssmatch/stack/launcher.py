@@ -160,8 +160,13 @@ def _banner(stack: Stack, tokens: list[tuple[str, str, str]]) -> str:
         "Tokens (send as 'Authorization: Bearer <token>'):",
         f"  {'admin':<18} {'(SSMATCH_ADMIN_TOKEN)':<48} {cfg.admin_token}",
     ]
-    for role, name, token in tokens:
+    shown: list[tuple[str, str, str]] = []
+    for role in ("broker", "country office", "provider"):
+        shown += [t for t in tokens if t[0] == role][: 2 if role != "broker" else 10]
+    for role, name, token in shown:
         lines.append(f"  {role:<18} {name[:48]:<48} {token}")
+    if len(tokens) > len(shown):
+        lines.append(f"  … and {len(tokens) - len(shown)} more organizations' tokens in {cfg.data_dir}/demo-tokens.json")
     lines += ["", "Press Ctrl-C to stop."]
     return "\n".join(lines)
 
