@@ -23,6 +23,8 @@ from ssmatch.settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, BaseModel, ConsumerRecord], Awaitable[None]]
+Parsed = tuple[Envelope, BaseModel, ConsumerRecord]
+BatchHandler = Callable[[list[Parsed]], Awaitable[None]]
 
 
 class PermanentEventError(Exception):
@@ -30,7 +32,21 @@ class PermanentEventError(Exception):
 
 
 class EventConsumer:
-    def __init__(self, settings: Settings, group_id: str, topics: list[str], handler: Handler, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        topics: list[str],
+        handler: Handler | None,
+        name: str,
+        batch_handler: BatchHandler | None = None,
+    ) -> None:
+        """Give `handler` (one event at a time) or `batch_handler` (all valid events of one fetch,
+        in order; it must be idempotent, since a failed batch is retried whole)."""
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
+        self.batch_handler = batch_handler
+        self._stopping = False
         self.settings = settings
         self.group_id = group_id
         self.topics = topics
@@ -46,13 +62,18 @@ class EventConsumer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Let the current batch finish and its offsets be committed, then close."""
+        self._stopping = True
         if self._task:
-            self._task.cancel()
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
         await self._close()
 
     async def _close(self) -> None:
@@ -86,14 +107,43 @@ class EventConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _handle(self, record: ConsumerRecord) -> None:
+    async def _parse(self, record: ConsumerRecord) -> tuple[Envelope, BaseModel] | None:
         assert self._producer is not None
         try:
-            envelope, payload = parse_event(record.value or b"")
+            return parse_event(record.value or b"")
         except InvalidEvent as exc:
             await send_to_deadletter(self._producer, self.name, record, f"invalid event: {exc}")
             self.deadlettered_total += 1
+            return None
+
+    async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
+        assert self.batch_handler is not None
+        parsed: list[Parsed] = []
+        for record in records:
+            result = await self._parse(record)
+            if result is not None:
+                parsed.append((result[0], result[1], record))
+        if not parsed:
             return
+        backoff = 0.2
+        while True:
+            try:
+                await self.batch_handler(parsed)
+                self.processed_total += len(parsed)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - transient: retry the whole (idempotent) batch
+                log.warning("batch handler failed; retrying", extra={"consumer": self.name, "error": repr(exc), "backoff_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        assert self.handler is not None
+        parsed = await self._parse(record)
+        if parsed is None:
+            return
+        envelope, payload = parsed
         token = correlation_id.set(envelope.correlation_id)
         try:
             backoff = 0.2
@@ -123,14 +173,22 @@ class EventConsumer:
             await self._connect()
             assert self._consumer is not None
             try:
-                while True:
-                    batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+                while not self._stopping:
+                    batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
                     if self._consumer.assignment():
                         self.assigned.set()
-                    for tp, records in batches.items():
-                        for record in records:
-                            await self._handle(record)
-                        await self._consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                    if not batches:
+                        continue
+                    if self.batch_handler is not None:
+                        await self._handle_batch([r for records in batches.values() for r in records])
+                    else:
+                        for records in batches.values():
+                            for record in records:
+                                await self._handle(record)
+                    await self._consumer.commit(
+                        {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batches.items()}
+                    )
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect and resume from committed offsets

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from aiokafka import ConsumerRecord
-from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.notify.inbox import InboxStore
 from services.notify.rules import alerts_for
-from ssmatch.consumer import EventConsumer
-from ssmatch.events import Envelope
+from ssmatch.consumer import EventConsumer, Parsed
 from ssmatch.settings import Settings
 
 TOPICS = ["ssmatch.matches", "ssmatch.decisions"]
 
 
 def notify_consumer(settings: Settings, inbox: InboxStore, catalog_db: AsyncDatabase) -> EventConsumer:
-    async def handle(envelope: Envelope, payload: BaseModel, _: ConsumerRecord) -> None:
+    async def handle_batch(batch: list[Parsed]) -> None:
+        """All alerts of one fetch in one unordered, duplicate-tolerant write, before the commit."""
         brokers: list[str] = []
-        if envelope.type == "match.proposed":
+        if any(envelope.type == "match.proposed" for envelope, _, _ in batch):
             brokers = [d["_id"] async for d in catalog_db["organizations"].find({"type": "broker"}, {"_id": 1})]
-        await inbox.add(alerts_for(envelope, payload, brokers), envelope.event_id)
+        alerts = [(alert, envelope.event_id) for envelope, payload, _ in batch for alert in alerts_for(envelope, payload, brokers)]
+        await inbox.add_many(alerts)
 
-    return EventConsumer(settings, "ssmatch-notify", TOPICS, handle, name="notify")
+    return EventConsumer(settings, "ssmatch-notify", TOPICS, None, name="notify", batch_handler=handle_batch)

@@ -24,6 +24,10 @@ class InboxStore:
 
     async def add(self, alerts: list[Alert], event_id: str) -> int:
         """Insert alerts, skipping those already delivered; returns how many are new."""
+        return await self.add_many([(a, event_id) for a in alerts])
+
+    async def add_many(self, alerts: list[tuple[Alert, str]]) -> int:
+        """Insert (alert, event id) pairs in one unordered write; duplicates are skipped."""
         if not alerts:
             return 0
         now = datetime.now(UTC)
@@ -42,7 +46,7 @@ class InboxStore:
                     "read": False,
                 }
             )
-            for a in alerts
+            for a, event_id in alerts
         ]
         try:
             res = await self.coll.bulk_write(ops, ordered=False)
