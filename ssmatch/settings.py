@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     catalog_db: str = Field("ssmatch_catalog", validation_alias=_env("SSMATCH_CATALOG_DB"))
     matcher_db: str = Field("ssmatch_matcher", validation_alias=_env("SSMATCH_MATCHER_DB"))
     notify_db: str = Field("ssmatch_notify", validation_alias=_env("SSMATCH_NOTIFY_DB"))
+    # Prefix of consumer-group ids ("<prefix>-notify", "<prefix>-catalog-matches"): lets two
+    # deployments (or a test instance) share a cluster without sharing partitions.
+    group_prefix: str = Field("ssmatch", validation_alias=_env("SSMATCH_GROUP_PREFIX"))
 
     # Kafka client tuning. Defaults suit real Kafka; the embedded launcher lowers the batch size
     # because Tansu reports wrong end offsets after multi-record batches (see STACK.md).
@@ -38,6 +41,10 @@ class Settings(BaseSettings):
         16384, validation_alias=_env("SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES")
     )
     kafka_session_timeout_s: float = Field(6.0, validation_alias=_env("SSMATCH_KAFKA_SESSION_TIMEOUT_S"))
+
+    # Catalog: per-token rate limit (token bucket; the admin token is exempt; 0 disables).
+    rate_limit_per_minute: float = Field(600, ge=0, validation_alias=_env("SSMATCH_RATE_LIMIT_PER_MINUTE"))
+    rate_limit_burst: int = Field(100, ge=1, validation_alias=_env("SSMATCH_RATE_LIMIT_BURST"))
 
     outbox_poll_interval_s: float = Field(0.5, validation_alias=_env("SSMATCH_OUTBOX_POLL_INTERVAL_S"))
     log_level: str = Field("INFO", validation_alias=_env("SSMATCH_LOG_LEVEL"))

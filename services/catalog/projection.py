@@ -20,4 +20,4 @@ def match_projection(settings: Settings, store: CatalogStore) -> EventConsumer:
         elif isinstance(payload, MatchRetractedPayload):
             await store.apply_match_retracted(payload, envelope.occurred_at)
 
-    return EventConsumer(settings, "ssmatch-catalog-matches", [MATCHES_TOPIC], handle, name="catalog-matches")
+    return EventConsumer(settings, f"{settings.group_prefix}-catalog-matches", [MATCHES_TOPIC], handle, name="catalog-matches")

@@ -53,7 +53,7 @@ def create_app(settings: Settings, scorer: Scorer) -> tuple[faust.App, MatcherRu
     transport.register(settings.kafka_fetch_max_wait_ms)
     datadir = Path(tempfile.gettempdir()) / f"ssmatch-matcher-{settings.matcher_port}"
     app = faust.App(
-        APP_ID,
+        f"{settings.group_prefix}-matcher",
         broker=transport.broker_urls(settings.kafka_bootstrap_servers),
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(0.5, settings.kafka_session_timeout_s / 3),

@@ -21,4 +21,4 @@ def notify_consumer(settings: Settings, inbox: InboxStore, catalog_db: AsyncData
         alerts = [(alert, envelope.event_id) for envelope, payload, _ in batch for alert in alerts_for(envelope, payload, brokers)]
         await inbox.add_many(alerts)
 
-    return EventConsumer(settings, "ssmatch-notify", TOPICS, None, name="notify", batch_handler=handle_batch)
+    return EventConsumer(settings, f"{settings.group_prefix}-notify", TOPICS, None, name="notify", batch_handler=handle_batch)
