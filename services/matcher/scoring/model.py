@@ -1,0 +1,50 @@
+"""Domain objects of the matcher: what is scored and what a score says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MatchItem(BaseModel):
+    """A need or an offer as the matcher sees it (from an event, the catalog, or an eval set)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    kind: Literal["need", "offer"]
+    organization_id: str
+    title: str
+    description: str = ""
+    keywords: list[str] = Field(default_factory=list)
+    text_language: str | None = None
+    languages: list[str] = Field(default_factory=list)
+    country: str
+    sdgs: list[int] = Field(default_factory=list)
+    sectors: list[str] = Field(default_factory=list)
+    modalities: list[str] = Field(default_factory=list)
+    delivery_countries: list[str] = Field(default_factory=list)
+    status: str = "open"
+    expires_at: datetime | None = None
+    accepts_interpretation: bool = False
+    triangular_partners: list[str] = Field(default_factory=list)
+    embedding: list[float] | None = None
+
+    @classmethod
+    def from_eval(cls, raw: dict[str, Any], kind: Literal["need", "offer"]) -> MatchItem:
+        return cls.model_validate({**raw, "kind": kind, "organization_id": raw.get("organization", raw["id"])})
+
+
+class Score(BaseModel):
+    """A pair's score: total in [0, 1], each component's share of it, and reasons in words."""
+
+    total: float
+    components: dict[str, float]
+    reasons: list[str]
+    excluded: bool
+    rules_version: str
+
+    def explanation(self) -> dict[str, Any]:
+        return {"rules_version": self.rules_version, "components": self.components, "reasons": self.reasons, "excluded": self.excluded}

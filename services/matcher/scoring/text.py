@@ -1,0 +1,72 @@
+"""Language-aware text normalisation for lexical similarity.
+
+Case and accent folding, stop words for en/fr/es/pt (and short lists for ru/ar), and word
+segmentation for Chinese (jieba) so that 移民统计数据库 becomes 移民 / 统计 / 数据库 instead of one
+opaque token. The output is a space-joined token string for rapidfuzz's token-set scorer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+import unicodedata
+from functools import lru_cache
+
+_STOP = {
+    "en": "a an and are as at be been by can for from has have in into is it its of on or our over such that the their them these they this to was we were which will with within who whose you your also more most other than then there would should could may",
+    "fr": "a au aux avec ce ces cette dans de des du elle en et est il ils la le les leur leurs mais nos notre nous ou par pas pour qui que quoi sa se ses son sur un une vos votre vous été être sont ont afin ainsi entre plus comme dont tout tous toutes",
+    "es": "a al con como de del el ella en entre es esta este estos las los lo más mediante nos nuestra nuestro nuestros o para por que se sin sobre su sus también un una uno y ya son ha han hemos cada",
+    "pt": "a ao aos as com como da das de do dos e em entre é foi mais na nas no nos nossa nosso nossos o os ou para pela pelo por que se sem sua suas seu seus também um uma são tem",
+    "ru": "и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только ее мне было вот от меня еще нет о из ему для при это эти этой этого наш наши также или",
+    "ar": "في من على إلى عن مع هذا هذه التي الذي و أو ثم كما لدى بين كل قد",
+}
+STOP_WORDS: frozenset[str] = frozenset(w for words in _STOP.values() for w in words.split())
+_WORD = re.compile(r"\w+", re.UNICODE)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_jieba_lock = threading.Lock()
+_jieba_ready = False
+
+
+def fold(text: str) -> str:
+    """Case- and accent-fold Latin/Cyrillic text; CJK and Arabic letters are kept."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", stripped).casefold()
+
+
+def _jieba():  # type: ignore[no-untyped-def]
+    global _jieba_ready
+    import jieba
+
+    if not _jieba_ready:
+        with _jieba_lock:
+            if not _jieba_ready:
+                jieba.setLogLevel(logging.WARNING)
+                jieba.dt.tmp_dir = os.environ.get("SSMATCH_JIEBA_CACHE_DIR", tempfile.gettempdir())
+                jieba.initialize()
+                _jieba_ready = True
+    return jieba
+
+
+def tokens(text: str) -> list[str]:
+    """Folded word tokens without stop words; Chinese runs are segmented with jieba."""
+    out: list[str] = []
+    for word in _WORD.findall(fold(text)):
+        if _HAN.search(word):
+            out += [t for t in _jieba().lcut(word) if t.strip() and t not in STOP_WORDS]
+        elif len(word) > 1 and word not in STOP_WORDS and not word.isdigit():
+            out.append(word)
+    return out
+
+
+@lru_cache(maxsize=65536)
+def normalize(text: str) -> str:
+    return " ".join(tokens(text))
+
+
+def init() -> None:
+    """Build jieba's dictionary cache at start-up instead of on the first Chinese text."""
+    _jieba()
