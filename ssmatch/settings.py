@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = Field(600, ge=0, validation_alias=_env("SSMATCH_RATE_LIMIT_PER_MINUTE"))
     rate_limit_burst: int = Field(100, ge=1, validation_alias=_env("SSMATCH_RATE_LIMIT_BURST"))
 
+    matcher_rules_file: str | None = Field(None, validation_alias=_env("SSMATCH_RULES_FILE"))
+
     outbox_poll_interval_s: float = Field(0.5, validation_alias=_env("SSMATCH_OUTBOX_POLL_INTERVAL_S"))
     log_level: str = Field("INFO", validation_alias=_env("SSMATCH_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=_env("SSMATCH_LOG_FORMAT"))

@@ -93,11 +93,11 @@ def system_scores(needs: list[MatchItem], offers: list[MatchItem], vectors: dict
     corpus = needs + offers  # the stored corpus the matcher would hold: centroids come from it
     centroids = LanguageCentroids.from_vectors(np.stack([vectors[i.id] for i in corpus]), [i.text_language for i in corpus],
                                                prior_weight=rules.semantic.language_prior_weight)
-    prepared_offers = [prepare(o.model_copy(update={"embedding": vectors[o.id].tolist()}), rules, centroids=centroids) for o in offers]
+    prepared_offers = [prepare(o.model_copy(update={"embedding": vectors[o.id].tolist()}), rules) for o in offers]
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for n, tn in zip(needs, texts_n, strict=True):
-        pn = prepare(n.model_copy(update={"embedding": vectors[n.id].tolist()}), rules, centroids=centroids)
-        batch = score_prepared([pn] * len(offers), prepared_offers, rules)
+        pn = prepare(n.model_copy(update={"embedding": vectors[n.id].tolist()}), rules)
+        batch = score_prepared([pn] * len(offers), prepared_offers, rules, centroids)
         out["ssmatch"][n.id] = np.where(batch.excluded, -1.0, batch.total)
         out["bm25"][n.id] = bm25.get_scores(_words(tn))
         out["rapidfuzz"][n.id] = np.array([fuzz.token_set_ratio(tn, to, processor=utils.default_process) for to in texts_o])

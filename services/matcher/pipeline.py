@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from pydantic import BaseModel
 
 from services.matcher.state import MatcherState
@@ -33,11 +35,13 @@ log = logging.getLogger(__name__)
 PRODUCER = "matcher"
 
 
-@dataclass
-class PairScore:
-    total: float
-    explanation: dict[str, Any]
-    excluded: bool = False
+class ScoredCandidates(Protocol):
+    """Scores of one item against candidates: arrays, with explanations built only on demand."""
+
+    total: np.ndarray
+    excluded: np.ndarray
+
+    def explanation(self, i: int) -> dict[str, Any]: ...
 
 
 class Scorer(Protocol):
@@ -51,7 +55,17 @@ class Scorer(Protocol):
 
     def item_text(self, item: dict[str, Any]) -> str: ...
 
-    def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]]) -> list[PairScore]: ...
+    def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]], centroids: Any = None) -> ScoredCandidates: ...
+
+
+@dataclass
+class SimpleScores:
+    total: np.ndarray
+    excluded: np.ndarray
+    explanations: list[dict[str, Any]]
+
+    def explanation(self, i: int) -> dict[str, Any]:
+        return self.explanations[i]
 
 
 class SectorOverlapScorer:
@@ -67,26 +81,21 @@ class SectorOverlapScorer:
     def item_text(self, item: dict[str, Any]) -> str:
         return " ".join([item["title"], item["description"], " ".join(item.get("keywords", []))])
 
-    def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]]) -> list[PairScore]:
+    def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]], centroids: Any = None) -> SimpleScores:
         mine = set(item["sectors"])
-        out = []
+        totals, excluded, explanations = [], [], []
         for other in candidates:
             theirs = set(other["sectors"])
             shared = mine & theirs
-            excluded = not shared or other["organization_id"] == item["organization_id"]
-            total = 0.0 if excluded else len(shared) / len(mine | theirs)
-            out.append(
-                PairScore(
-                    total=round(total, 4),
-                    explanation={
-                        "rules_version": self.rules_version,
-                        "components": {"sectors": round(total, 4)},
-                        "reasons": [f"shared sectors: {', '.join(sorted(shared))}"] if shared else ["no shared sector"],
-                    },
-                    excluded=excluded,
-                )
-            )
-        return out
+            total = 0.0 if not shared or other["organization_id"] == item["organization_id"] else len(shared) / len(mine | theirs)
+            totals.append(round(total, 4))
+            excluded.append(not shared or other["organization_id"] == item["organization_id"])
+            explanations.append({
+                "rules_version": self.rules_version,
+                "components": {"sectors": round(total, 4)},
+                "reasons": [f"shared sectors: {', '.join(sorted(shared))}"] if shared else ["no shared sector"],
+            })
+        return SimpleScores(np.array(totals, dtype=np.float32), np.array(excluded, dtype=bool), explanations)
 
 
 @dataclass
@@ -153,12 +162,16 @@ class MatcherService:
         if item is not None and item.get("status") == "open":
             other = "offer" if kind == "need" else "need"
             candidates = self.state.candidates(other)
-            scores = self.scorer.score_against(item, candidates) if candidates else []
-            passing = [(s, c) for s, c in zip(scores, candidates, strict=True) if not s.excluded and s.total > self.scorer.min_score]
+            passing: list[tuple[int, dict[str, Any]]] = []
+            result = None
+            if candidates:
+                result = self.scorer.score_against(item, candidates, self.state.centroids)
+                passing = [(j, c) for j, c in enumerate(candidates) if not result.excluded[j] and result.total[j] > self.scorer.min_score]
             for _, cand in passing:
                 eligible.add(match_id_for(*((item["_id"], cand["_id"]) if kind == "need" else (cand["_id"], item["_id"]))))
-            ranked = sorted(passing, key=lambda sc: (-sc[0].total, sc[1]["_id"]))[: self.scorer.top_k]
-            for score, cand in ranked:
+            ranked = sorted(passing, key=lambda jc: (-float(result.total[jc[0]]), jc[1]["_id"]))[: self.scorer.top_k]  # type: ignore[union-attr]
+            for j, cand in ranked:
+                assert result is not None
                 need, offer = (item, cand) if kind == "need" else (cand, item)
                 mid = match_id_for(need["_id"], offer["_id"])
                 payload = MatchProposedPayload(
@@ -169,8 +182,8 @@ class MatcherService:
                     offer_organization_id=offer["organization_id"],
                     need_title=need["title"][:300],
                     offer_title=offer["title"][:300],
-                    score=min(1.0, max(0.0, score.total)),
-                    explanation=score.explanation,
+                    score=min(1.0, max(0.0, round(float(result.total[j]), 4))),
+                    explanation=result.explanation(j),
                     rules_version=self.scorer.rules_version,
                     need_revision=need["revision"],
                     offer_revision=offer["revision"],

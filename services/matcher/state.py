@@ -10,8 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
+
+from services.matcher.scoring.centering import LanguageCentroids
 
 
 def now() -> datetime:
@@ -19,12 +22,14 @@ def now() -> datetime:
 
 
 class MatcherState:
-    def __init__(self, client: AsyncMongoClient, db_name: str) -> None:
+    def __init__(self, client: AsyncMongoClient, db_name: str, language_prior_weight: float = 5.0) -> None:
         self.db = client.get_database(db_name)
         self.items_coll = self.db["items"]
         self.proposals = self.db["proposals"]
         self.items: dict[str, dict[str, dict[str, Any]]] = {"need": {}, "offer": {}}
         self._synced_until: datetime | None = None
+        # per-language means of the stored vectors, kept in step with `items` (see scoring/centering.py)
+        self.centroids = LanguageCentroids(prior_weight=language_prior_weight)
         self.loaded = False
 
     async def init(self) -> None:
@@ -48,6 +53,10 @@ class MatcherState:
     def _remember(self, doc: dict[str, Any]) -> None:
         current = self.items[doc["kind"]].get(doc["_id"])
         if current is None or current["revision"] <= doc["revision"]:
+            if current is not None and current.get("embedding") is not None:
+                self.centroids.remove(current.get("text_language"), np.asarray(current["embedding"]))
+            if doc.get("embedding") is not None:
+                self.centroids.add(doc.get("text_language"), np.asarray(doc["embedding"]))
             self.items[doc["kind"]][doc["_id"]] = doc
 
     async def upsert_item(self, doc: dict[str, Any]) -> bool:

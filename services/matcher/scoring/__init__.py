@@ -6,17 +6,19 @@ from services.matcher.scoring.model import MatchItem, Score
 from services.matcher.scoring.rules import Rules, RulesError, load_rules, parse_rules
 from services.matcher.scoring.score import (
     BatchScores,
+    CandidateSet,
     Prepared,
     item_text,
     prepare,
     score_need_against_offers,
     score_offer_against_needs,
     score_pair,
+    score_against,
     score_prepared,
 )
 
 __all__ = [
-    "BatchScores", "Embedder", "LanguageCentroids", "EmbeddingUnavailable", "MatchItem", "Prepared", "Rules", "RulesError", "Score",
+    "BatchScores", "CandidateSet", "Embedder", "LanguageCentroids", "EmbeddingUnavailable", "MatchItem", "Prepared", "Rules", "RulesError", "Score",
     "item_text", "load_rules", "parse_rules", "prepare", "score_need_against_offers", "score_offer_against_needs",
-    "score_pair", "score_prepared",
+    "score_against", "score_pair", "score_prepared",
 ]

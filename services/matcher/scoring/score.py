@@ -77,20 +77,10 @@ def _geography_value(item: MatchItem, rules: Rules, countries: CountryLookup) ->
     return g.triangular if item.triangular_partners else g.other
 
 
-def prepare(
-    item: MatchItem,
-    rules: Rules,
-    countries: CountryLookup | None = None,
-    now: datetime | None = None,
-    centroids: LanguageCentroids | None = None,
-) -> Prepared:
-    """Features of one item. Its vector is language-centred with `centroids` (default: the shipped
-    per-language priors alone, which is what a corpus with no items of that language would use)."""
+def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = None, now: datetime | None = None) -> Prepared:
+    """Features of one item, computed once per revision. The vector stays raw: it is language-
+    centred in the batch, against the corpus centroids of that moment."""
     lookup = countries or reference.country
-    vector = None
-    if item.embedding is not None:
-        raw = np.asarray(item.embedding, dtype=np.float32)[None, :]
-        vector = (centroids or LanguageCentroids(raw.shape[1], rules.semantic.language_prior_weight)).center(raw, [item.text_language])[0]
     now = now or datetime.now(UTC)
     expired = item.expires_at is not None and item.expires_at <= now
     return Prepared(
@@ -102,7 +92,7 @@ def prepare(
         languages=_mask(item.languages, _lang_bit),
         usable=item.status == "open" and not expired,
         geography=_geography_value(item, rules, lookup),
-        vector=vector,
+        vector=np.asarray(item.embedding, dtype=np.float32) if item.embedding is not None else None,
         delivery=frozenset(item.delivery_countries),
     )
 
@@ -155,14 +145,14 @@ class BatchScores:
     excluded: np.ndarray
     components: dict[str, np.ndarray]
     cosine: np.ndarray
-    exclusion_reasons: list[list[str]]
+    exclusion_reasons: dict[int, list[str]]
 
     def score(self, i: int) -> Score:
         need, offer = self.needs[i], self.offers[i]
         weights = _Tables.of(self.rules).weights
         shares = {k: round(float(weights[k] * v[i]), 4) for k, v in self.components.items()}
         if self.excluded[i]:
-            return Score(total=0.0, components={k: 0.0 for k in shares}, reasons=self.exclusion_reasons[i],
+            return Score(total=0.0, components={k: 0.0 for k in shares}, reasons=self.exclusion_reasons.get(i, []),
                          excluded=True, rules_version=self.rules.version)
         return Score(total=round(float(self.total[i]), 4), components=shares, reasons=_reasons(need, offer, self, i),
                      excluded=False, rules_version=self.rules.version)
@@ -213,82 +203,165 @@ def _exclusions(need: Prepared, offer: Prepared) -> list[str]:
     return reasons
 
 
-def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules) -> BatchScores:
-    """Score pairs (needs[i], offers[i]); one side is usually the same item repeated."""
-    if len(needs) != len(offers):
-        raise ValueError("needs and offers must pair up")
-    n_pairs = len(needs)
+@dataclass
+class CandidateSet:
+    """Many prepared items stacked once, so one item is scored against all of them with array
+    operations only. Built per set of candidate revisions, like `prepare` per item."""
+
+    items: list[Prepared]
+    texts: list[str]
+    vectors: np.ndarray | None
+    sq_norms: np.ndarray | None
+    lang_codes: list[str | None]
+    lang_index: np.ndarray
+    sectors: np.ndarray
+    modalities: np.ndarray
+    sdgs: np.ndarray
+    languages: np.ndarray
+    usable: np.ndarray
+    geography: np.ndarray
+    orgs: np.ndarray
+    countries: np.ndarray
+    has_delivery: np.ndarray
+
+    @classmethod
+    def build(cls, items: list[Prepared]) -> CandidateSet:
+        n = len(items)
+        codes: dict[str | None, int] = {}
+        lang_index = np.fromiter((codes.setdefault(p.item.text_language, len(codes)) for p in items), dtype=np.int64, count=n)
+        have_vectors = n > 0 and all(p.vector is not None for p in items)
+        vectors = np.stack([p.vector for p in items]).astype(np.float32) if have_vectors else None  # type: ignore[misc]
+
+        def ints(attr: str) -> np.ndarray:
+            return np.fromiter((getattr(p, attr) for p in items), dtype=np.int64, count=n)
+
+        return cls(
+            items=items,
+            texts=[p.text for p in items],
+            vectors=vectors,
+            sq_norms=np.einsum("ij,ij->i", vectors, vectors) if vectors is not None else None,
+            lang_codes=list(codes),
+            lang_index=lang_index,
+            sectors=ints("sectors"), modalities=ints("modalities"), sdgs=ints("sdgs"), languages=ints("languages"),
+            usable=np.fromiter((p.usable for p in items), dtype=bool, count=n),
+            geography=np.fromiter((p.geography for p in items), dtype=np.float32, count=n),
+            orgs=np.array([p.item.organization_id for p in items], dtype=object),
+            countries=np.array([p.item.country for p in items], dtype=object),
+            has_delivery=np.fromiter((bool(p.delivery) for p in items), dtype=bool, count=n),
+        )
+
+
+def _centred_cosines(one: Prepared, cset: CandidateSet, centroids: LanguageCentroids) -> np.ndarray:
+    """cos(x - μ_x, o - μ_o) for every row o, by expanding the dot products: a few matrix-vector
+    products on the raw vectors instead of centred copies of the whole set."""
+    assert one.vector is not None and cset.vectors is not None and cset.sq_norms is not None
+    x = one.vector.astype(np.float32)
+    mx = centroids.centroid(one.item.text_language).astype(np.float32)
+    M = np.stack([centroids.centroid(code) for code in cset.lang_codes]).astype(np.float32)
+    li = cset.lang_index
+    O = cset.vectors
+    o_x = O @ x
+    o_mx = O @ mx
+    o_mo = np.einsum("ij,ij->i", O, M[li]) if len(cset.lang_codes) > 1 else O @ M[0]
+    x_mo, mx_mo, mo_sq = (M @ x)[li], (M @ mx)[li], np.einsum("ij,ij->i", M, M)[li]
+    numerator = o_x - x_mo - o_mx + mx_mo
+    x_norm = np.sqrt(max(float(x @ x - 2 * (x @ mx) + mx @ mx), 1e-12))
+    o_norm = np.sqrt(np.maximum(cset.sq_norms - 2 * o_mo + mo_sq, 1e-12))
+    return (numerator / (x_norm * o_norm)).astype(np.float32)
+
+
+def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: LanguageCentroids | None = None) -> BatchScores:
+    """Score one item against every item of a candidate set of the other kind."""
+    n = len(cset.items)
     tables = _Tables.of(rules)
-    if n_pairs == 0:
+    one_is_need = one.item.kind == "need"
+    needs = [one] * n if one_is_need else cset.items
+    offers = cset.items if one_is_need else [one] * n
+    if n == 0:
         empty = np.zeros(0, dtype=np.float32)
-        return BatchScores(needs, offers, rules, empty, np.zeros(0, dtype=bool), {k: empty for k in tables.weights}, empty, [])
+        return BatchScores(needs, offers, rules, empty, np.zeros(0, dtype=bool), {k: empty for k in tables.weights}, empty, {})
 
-    # text: one row of cdist when one side is a single item, else pairwise
-    if all(n is needs[0] for n in needs):
-        text = process.cdist([needs[0].text], [o.text for o in offers], scorer=fuzz.token_set_ratio, workers=-1, dtype=np.float32)[0] / 100.0
-    elif all(o is offers[0] for o in offers):
-        text = process.cdist([offers[0].text], [n.text for n in needs], scorer=fuzz.token_set_ratio, workers=-1, dtype=np.float32)[0] / 100.0
+    text = process.cdist([one.text], cset.texts, scorer=fuzz.token_set_ratio, workers=-1, dtype=np.float32)[0] / 100.0
+    if one.vector is None or cset.vectors is None:
+        if tables.weights["semantic"] > 0:
+            missing = [p.item.id for p in (one, *cset.items) if p.vector is None]
+            raise ValueError(f"items without an embedding cannot be scored: {', '.join(sorted(set(missing))[:5])}")
+        cosine = np.zeros(n, dtype=np.float32)
     else:
-        text = np.array([fuzz.token_set_ratio(n.text, o.text) for n, o in zip(needs, offers, strict=True)], dtype=np.float32) / 100.0
+        dims = one.vector.shape[0]
+        cosine = _centred_cosines(one, cset, centroids or LanguageCentroids(dims, rules.semantic.language_prior_weight))
+    sem = rules.semantic
+    semantic = np.clip((cosine - sem.floor) / (sem.ceiling - sem.floor), 0.0, 1.0)
 
-    missing = [p.item.id for p in (*needs, *offers) if p.vector is None]
-    if missing and tables.weights["semantic"] > 0:
-        raise ValueError(f"items without an embedding cannot be scored: {', '.join(sorted(set(missing))[:5])}")
-    if missing:
-        cosine = np.zeros(n_pairs, dtype=np.float32)
-    else:
-        nv = np.stack([n.vector for n in needs]) if not all(n is needs[0] for n in needs) else needs[0].vector[None, :]  # type: ignore[index]
-        ov = np.stack([o.vector for o in offers]) if not all(o is offers[0] for o in offers) else offers[0].vector[None, :]  # type: ignore[index]
-        cosine = np.einsum("ij,ij->i", np.broadcast_to(nv, (n_pairs, nv.shape[1])), np.broadcast_to(ov, (n_pairs, ov.shape[1]))).astype(np.float32)
-    s = rules.semantic
-    semantic = np.clip((cosine - s.floor) / (s.ceiling - s.floor), 0.0, 1.0)
+    def sides(attr: str) -> tuple[np.ndarray, np.ndarray]:
+        mine = np.full(n, getattr(one, attr), dtype=np.int64)
+        theirs = getattr(cset, attr)
+        return (mine, theirs) if one_is_need else (theirs, mine)
 
-    def arr(side: list[Prepared], attr: str) -> np.ndarray:
-        return np.fromiter((getattr(p, attr) for p in side), dtype=np.int64, count=n_pairs)
-
-    n_sec, o_sec = arr(needs, "sectors"), arr(offers, "sectors")
-    n_mod, o_mod = arr(needs, "modalities"), arr(offers, "modalities")
-    n_sdg, o_sdg = arr(needs, "sdgs"), arr(offers, "sdgs")
+    n_sec, o_sec = sides("sectors")
+    n_mod, o_mod = sides("modalities")
+    n_sdg, o_sdg = sides("sdgs")
     sectors = _coverage(n_sec, o_sec, tables.sector_adj, rules.sectors.adjacent_credit, len(SECTORS))
     modalities = _coverage(n_mod, o_mod, tables.modality_comp, rules.modalities.compatible_credit, len(MODALITIES))
     sdg_count = _popcount(n_sdg)
-    sdgs = np.divide(_popcount(n_sdg & o_sdg), sdg_count, out=np.zeros(n_pairs, dtype=np.float32), where=sdg_count > 0)
-    geography = np.minimum(1.0, np.fromiter((o.geography + n.geography for n, o in zip(needs, offers, strict=True)), dtype=np.float32, count=n_pairs))
-
+    sdgs = np.divide(_popcount(n_sdg & o_sdg), sdg_count, out=np.zeros(n, dtype=np.float32), where=sdg_count > 0)
+    geography = np.minimum(1.0, cset.geography + one.geography).astype(np.float32)
     components = {"semantic": semantic, "text": text, "sectors": sectors, "modalities": modalities, "sdgs": sdgs, "geography": geography}
     total = sum(tables.weights[k] * v for k, v in components.items())
 
-    # hard filters: cheap vectorised checks first, reasons only for the pairs they exclude
-    quick = (
-        ~np.fromiter((n.usable and o.usable for n, o in zip(needs, offers, strict=True)), dtype=bool, count=n_pairs)
-        | (arr(needs, "languages") & arr(offers, "languages") == 0)
-        | np.fromiter((n.item.organization_id == o.item.organization_id or (bool(o.delivery) and n.item.country not in o.delivery)
-                       for n, o in zip(needs, offers, strict=True)), dtype=bool, count=n_pairs)
-    )
-    reasons: list[list[str]] = [[] for _ in range(n_pairs)]
-    excluded = np.zeros(n_pairs, dtype=bool)
-    for i in np.flatnonzero(quick):
-        reasons[i] = _exclusions(needs[i], offers[i])
-        excluded[i] = bool(reasons[i])
+    # hard filters: vectorised flags first, reasons in words only for the pairs they exclude
+    flagged = ~(cset.usable & one.usable) | ((cset.languages & one.languages) == 0) | (cset.orgs == one.item.organization_id)
+    if one_is_need:
+        for i in np.flatnonzero(cset.has_delivery):
+            flagged[i] |= one.item.country not in cset.items[i].delivery
+    elif one.delivery:
+        flagged |= ~np.isin(cset.countries, list(one.delivery))
+    reasons: dict[int, list[str]] = {}
+    excluded = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(flagged):
+        why = _exclusions(needs[i], offers[i])
+        if why:
+            reasons[int(i)] = why
+            excluded[i] = True
     total = np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32)
     return BatchScores(needs, offers, rules, total, excluded, components, cosine, reasons)
+
+
+def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None) -> BatchScores:
+    """Score pairs (needs[i], offers[i]) where one side is a single item repeated (the case of
+    scoring, evaluation and score_pair). Vectors are language-centred with `centroids` (the corpus
+    being matched); without them, with the shipped per-language priors alone."""
+    if len(needs) != len(offers):
+        raise ValueError("needs and offers must pair up")
+    if needs and all(n is needs[0] for n in needs):
+        return score_against(needs[0], CandidateSet.build(offers), rules, centroids)
+    if offers and all(o is offers[0] for o in offers):
+        return score_against(offers[0], CandidateSet.build(needs), rules, centroids)
+    if not needs:
+        return _empty(rules)
+    raise ValueError("score_prepared needs one side to be a single item repeated; score other pairs one by one")
+
+
+def _empty(rules: Rules) -> BatchScores:
+    empty = np.zeros(0, dtype=np.float32)
+    return BatchScores([], [], rules, empty, np.zeros(0, dtype=bool), {k: empty for k in _Tables.of(rules).weights}, empty, {})
 
 
 def score_pair(need: MatchItem, offer: MatchItem, rules: Rules, countries: CountryLookup | None = None,
                now: datetime | None = None, centroids: LanguageCentroids | None = None) -> Score:
     """Score one pair; the same numbers as the batch functions give for it."""
-    return score_prepared([prepare(need, rules, countries, now, centroids)], [prepare(offer, rules, countries, now, centroids)], rules).score(0)
+    return score_prepared([prepare(need, rules, countries, now)], [prepare(offer, rules, countries, now)], rules, centroids).score(0)
 
 
 def score_need_against_offers(need: MatchItem, offers: list[MatchItem], rules: Rules, countries: CountryLookup | None = None,
                               now: datetime | None = None, centroids: LanguageCentroids | None = None) -> list[Score]:
-    p = prepare(need, rules, countries, now, centroids)
-    batch = score_prepared([p] * len(offers), [prepare(o, rules, countries, now, centroids) for o in offers], rules)
+    p = prepare(need, rules, countries, now)
+    batch = score_prepared([p] * len(offers), [prepare(o, rules, countries, now) for o in offers], rules, centroids)
     return [batch.score(i) for i in range(len(offers))]
 
 
 def score_offer_against_needs(offer: MatchItem, needs: list[MatchItem], rules: Rules, countries: CountryLookup | None = None,
                               now: datetime | None = None, centroids: LanguageCentroids | None = None) -> list[Score]:
-    p = prepare(offer, rules, countries, now, centroids)
-    batch = score_prepared([prepare(n, rules, countries, now, centroids) for n in needs], [p] * len(needs), rules)
+    p = prepare(offer, rules, countries, now)
+    batch = score_prepared([prepare(n, rules, countries, now) for n in needs], [p] * len(needs), rules, centroids)
     return [batch.score(i) for i in range(len(needs))]

@@ -1,0 +1,135 @@
+"""score_pair: hard filters with their reasons, each component, explanations, batch = pair."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.matcher.scoring import (
+    LanguageCentroids,
+    MatchItem,
+    load_rules,
+    score_need_against_offers,
+    score_offer_against_needs,
+    score_pair,
+)
+
+RULES = load_rules()
+NO_CENTRING = LanguageCentroids(priors={})  # empty corpus, no priors: vectors are used as they are
+
+
+def vec(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).normal(size=384)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+SAME = vec(1)
+
+
+def item(kind: str, **kw: Any) -> MatchItem:
+    base: dict[str, Any] = dict(
+        id=f"{kind}1", kind=kind, organization_id=f"{kind}-org", title="Solar irrigation for smallholders",
+        description="Pumps, training and financing", keywords=["solar"], text_language="en", languages=["en"],
+        country="UGA" if kind == "need" else "BRA", sdgs=[2, 7], sectors=["agriculture"], modalities=["capacity_development"],
+        embedding=SAME,
+    )
+    base.update(kw)
+    return MatchItem.model_validate(base)
+
+
+def score(need: MatchItem, offer: MatchItem) -> Any:
+    return score_pair(need, offer, RULES, centroids=NO_CENTRING)
+
+
+def test_a_good_pair_scores_high_and_its_explanation_adds_up() -> None:
+    s = score(item("need"), item("offer"))
+    assert not s.excluded and s.total > 0.9
+    assert set(s.components) == {"semantic", "text", "sectors", "modalities", "sdgs", "geography"}
+    assert sum(s.components.values()) == pytest.approx(s.total, abs=0.002)
+    assert s.rules_version == RULES.version
+    assert any("same sector: agriculture" in r for r in s.reasons)
+    assert any("South-South" in r for r in s.reasons) and any("priority country: UGA" in r for r in s.reasons)
+
+
+@pytest.mark.parametrize(
+    "need_kw,offer_kw,reason",
+    [
+        ({}, {"organization_id": "need-org"}, "same organization"),
+        ({"status": "closed"}, {}, "need is not open"),
+        ({}, {"status": "withdrawn"}, "offer is not open"),
+        ({"expires_at": datetime.now(UTC) - timedelta(days=1)}, {}, "need is not open"),
+        ({}, {"delivery_countries": ["PER", "BOL"]}, "does not deliver to UGA (only BOL, PER)"),
+        ({"languages": ["fr"]}, {"languages": ["pt"]}, "no common working language (fr vs pt)"),
+    ],
+)
+def test_each_hard_filter_excludes_with_its_reason(need_kw: dict[str, Any], offer_kw: dict[str, Any], reason: str) -> None:
+    s = score(item("need", **need_kw), item("offer", **offer_kw))
+    assert s.excluded and s.total == 0.0
+    assert any(reason in r for r in s.reasons), s.reasons
+
+
+def test_interpretation_lifts_the_language_filter_and_delivery_anywhere_passes() -> None:
+    assert not score(item("need", languages=["fr"], accepts_interpretation=True), item("offer", languages=["pt"])).excluded
+    assert not score(item("need"), item("offer", delivery_countries=[])).excluded
+    assert not score(item("need"), item("offer", delivery_countries=["UGA"])).excluded
+
+
+@pytest.mark.parametrize(
+    "need_sectors,offer_sectors,expected",
+    [(["agriculture"], ["agriculture"], 1.0), (["agriculture"], ["nutrition"], 0.5), (["agriculture"], ["energy"], 0.0),
+     (["agriculture", "energy"], ["agriculture"], 0.5), (["governance"], ["statistics_data"], 0.5)],
+)
+def test_sector_coverage_with_adjacency(need_sectors: list[str], offer_sectors: list[str], expected: float) -> None:
+    s = score(item("need", sectors=need_sectors), item("offer", sectors=offer_sectors))
+    assert s.components["sectors"] == pytest.approx(expected * RULES.weights.normalised()["sectors"], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "need_mod,offer_mod,expected",
+    [(["capacity_development"], ["capacity_development"], 1.0), (["capacity_development"], ["expert_deployment"], 0.7),
+     (["co_financing"], ["capacity_development"], 0.0)],
+)
+def test_modality_compatibility(need_mod: list[str], offer_mod: list[str], expected: float) -> None:
+    s = score(item("need", modalities=need_mod), item("offer", modalities=offer_mod))
+    assert s.components["modalities"] == pytest.approx(expected * RULES.weights.normalised()["modalities"], abs=1e-3)
+
+
+def test_sdg_overlap_is_the_share_of_the_needs_goals() -> None:
+    s = score(item("need", sdgs=[2, 6, 7, 13]), item("offer", sdgs=[7, 13, 1]))
+    assert s.components["sdgs"] == pytest.approx(0.5 * RULES.weights.normalised()["sdgs"], abs=1e-3)
+
+
+def test_geography_prefers_south_south_and_marks_triangular() -> None:
+    w = RULES.weights.normalised()["geography"]
+    need = item("need", country="KEN")  # not an LDC/LLDC/SIDS: no bonus
+    assert score(need, item("offer", country="BRA")).components["geography"] == pytest.approx(w * 1.0, abs=1e-3)
+    north = score(need, item("offer", country="DEU"))
+    assert north.components["geography"] == pytest.approx(w * RULES.geography.other, abs=1e-3)
+    tri = score(need, item("offer", country="DEU", triangular_partners=["BRA"]))
+    assert tri.components["geography"] == pytest.approx(w * RULES.geography.triangular, abs=1e-3)
+    assert any("triangular: partners BRA" in r for r in tri.reasons)
+    assert not any("priority country" in r for r in score(need, item("offer")).reasons)
+
+
+def test_semantic_component_follows_the_vectors() -> None:
+    near, far = score(item("need"), item("offer")), score(item("need"), item("offer", embedding=vec(2)))
+    assert near.components["semantic"] > far.components["semantic"] == 0.0
+
+
+def test_missing_embedding_is_an_error_not_a_silent_zero() -> None:
+    with pytest.raises(ValueError, match="without an embedding"):
+        score(item("need", embedding=None), item("offer"))
+
+
+def test_batch_scores_equal_pair_scores_both_directions() -> None:
+    need = item("need")
+    offers = [item("offer", id=f"o{i}", embedding=vec(i), sectors=[s], languages=langs)
+              for i, (s, langs) in enumerate([("agriculture", ["en"]), ("energy", ["en", "fr"]), ("nutrition", ["pt"]), ("health", ["en"])])]
+    batch = score_need_against_offers(need, offers, RULES, centroids=NO_CENTRING)
+    assert [b.total for b in batch] == [score(need, o).total for o in offers]
+    assert [b.excluded for b in batch] == [False, False, True, False]
+    reverse = score_offer_against_needs(offers[0], [need, item("need", id="n2", organization_id="offer-org")], RULES, centroids=NO_CENTRING)
+    assert reverse[0].total == batch[0].total and reverse[1].excluded

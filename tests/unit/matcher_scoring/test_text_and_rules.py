@@ -1,0 +1,64 @@
+"""Text normalisation and the rules file's validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.matcher.scoring import RulesError, load_rules
+from services.matcher.scoring.rules import DEFAULT_RULES
+from services.matcher.scoring.text import normalize, tokens
+
+
+def test_chinese_is_segmented_not_one_opaque_token() -> None:
+    toks = tokens("建立移民统计数据库")
+    assert "统计" in toks and "数据库" in toks and "建立移民统计数据库" not in toks
+
+
+def test_case_accents_and_stop_words_are_folded_away() -> None:
+    assert normalize("La Sécurité ALIMENTAIRE et les cantines") == "securite alimentaire cantines"
+    assert normalize("The training of the extension workers") == "training extension workers"
+    assert normalize("Formação de técnicos para as cooperativas") == "formacao tecnicos cooperativas"
+    assert normalize("Capacitación de los técnicos y las cooperativas") == "capacitacion tecnicos cooperativas"
+    assert "и" not in tokens("Обучение и подготовка кадров")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "rules.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def base_text() -> str:
+    return DEFAULT_RULES.read_text(encoding="utf-8")
+
+
+def test_the_shipped_rules_load_and_carry_a_version() -> None:
+    rules = load_rules()
+    assert rules.version and rules.top_k >= 1 and 0 <= rules.min_score <= 1
+    assert abs(sum(rules.weights.normalised().values()) - 1) < 1e-9
+    assert "nutrition" in rules.adjacent_sectors()["agriculture"]
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda t: t.replace('["governance", "statistics_data"]', '["governance", "statistic"]'), "unknown sector codes: statistic"),
+        (lambda t: t.replace("capacity_development = [", "capacity_building = ["), "unknown modality codes: capacity_building"),
+        (lambda t: t.replace("ceiling = 0.45", "ceiling = 0.01"), "must be above semantic.floor"),
+        (lambda t: t.replace("semantic = 0.50", "semantic = -1"), "weights.semantic"),
+        (lambda t: t.replace("top_k = 5", "top_k = 0"), "proposals.top_k"),
+        (lambda t: t + "\n[surprise]\nx = 1\n", "surprise"),
+        (lambda t: t.replace('version = "1.0.0"', ""), "version"),
+        (lambda t: t + "\nthis is = = not toml\n", "not valid TOML"),
+    ],
+)
+def test_bad_rules_files_are_refused_with_a_message_naming_the_problem(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RulesError, match=message.replace(".", r"\.")):
+        load_rules(write(tmp_path, edit(base_text())))
+
+
+def test_missing_rules_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="does not exist"):
+        load_rules(tmp_path / "nope.toml")
