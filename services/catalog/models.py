@@ -12,7 +12,7 @@ import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from ssmatch import reference
 
@@ -82,12 +82,32 @@ Text = Annotated[str, AfterValidator(_nfc)]
 Title = Annotated[str, AfterValidator(_nfc), Field(min_length=3, max_length=200)]
 Description = Annotated[str, AfterValidator(_nfc), Field(min_length=1, max_length=5000)]
 Keyword = Annotated[str, AfterValidator(_nfc), Field(min_length=1, max_length=60)]
-SectorCode = Annotated[str, AfterValidator(_sector)]
-ModalityCode = Annotated[str, AfterValidator(_modality)]
-CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_country)]
-LanguageCode = Annotated[str, AfterValidator(_language)]
-Sdg = Annotated[int, Field(ge=1, le=17)]
-Attributes = Annotated[dict[str, Any], AfterValidator(_check_attributes)]
+# The JSON Schema of each code names the valid values, so the OpenAPI document says what the API accepts.
+SectorCode = Annotated[str, AfterValidator(_sector), Field(json_schema_extra={"enum": sorted(reference.SECTOR_CODES)})]
+ModalityCode = Annotated[str, AfterValidator(_modality), Field(json_schema_extra={"enum": sorted(reference.MODALITY_CODES)})]
+CountryCode = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", json_schema_extra={"enum": sorted(c.code for c in reference.countries())}), AfterValidator(_country)
+]
+LanguageCode = Annotated[str, AfterValidator(_language), Field(json_schema_extra={"pattern": ISO639_1.pattern})]
+Sdg = Annotated[int, Strict(), Field(ge=1, le=17)]
+# JSON types are taken as the schema states them: no "2" for 2, "true" for true or 0 for a date
+# (the bulk importer converts its text cells to these types before validating).
+Flag = Annotated[bool, Strict()]
+
+
+def _iso_text(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("use an ISO 8601 string such as 2027-01-31 (or 2027-01-31T00:00:00Z)")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_text)]
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+Attributes = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_attributes),
+    Field(json_schema_extra={"propertyNames": {"pattern": r"^[^$.\u0000][^.\u0000]*$"}, "description": "free-form; keys may not start with '$' or contain '.'"}),
+]
 
 ItemStatus = Literal["draft", "open", "matched", "closed", "withdrawn"]
 EditableStatus = Literal["draft", "open", "matched", "closed"]
@@ -111,9 +131,9 @@ class ItemFields(_Input):
     text_language: LanguageCode | None = None
     country: CountryCode | None = None
     status: EditableStatus = "open"
-    expires_at: datetime | None = None
-    accepts_interpretation: bool = False
-    gender_responsive: bool = False
+    expires_at: IsoDateTime | None = None
+    accepts_interpretation: Flag = False
+    gender_responsive: Flag = False
     attributes: Attributes = {}
 
     @model_validator(mode="after")
@@ -124,8 +144,8 @@ class ItemFields(_Input):
 
 
 class TimeWindow(_Input):
-    start: date | None = None
-    end: date | None = None
+    start: IsoDate | None = None
+    end: IsoDate | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeWindow:
@@ -135,20 +155,20 @@ class TimeWindow(_Input):
 
 
 class Money(_Input):
-    amount: Annotated[float, Field(ge=0, le=1e12)]
+    amount: Annotated[float, Strict(), Field(ge=0, le=1e12)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
 class NeedCreate(ItemFields):
     urgency: Literal["low", "medium", "high"] = "medium"
     budget: Money | None = None
-    cost_sharing: bool = False
+    cost_sharing: Flag = False
     time_window: TimeWindow | None = None
 
 
 class OfferCreate(ItemFields):
     delivery_countries: Annotated[list[CountryCode], Field(max_length=250), AfterValidator(_unique)] = []
-    capacity: Annotated[int, Field(ge=1, le=10000)] | None = None
+    capacity: Annotated[int, Strict(), Field(ge=1, le=10000)] | None = None
     cost_terms: Annotated[Text, Field(max_length=1000)] | None = None
     triangular_partners: Annotated[list[Annotated[Text, Field(min_length=1, max_length=120)]], Field(max_length=10)] = []
 
@@ -169,9 +189,144 @@ class OrganizationCreate(_Input):
 
 class TokenCreate(_Input):
     organization_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-    expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = 365
+    expires_in_days: Annotated[int, Strict(), Field(ge=1, le=3650)] | None = 365
 
 
 class DecisionIn(_Input):
     decision: Literal["approve", "reject"]
     note: Annotated[Text, Field(max_length=2000)] | None = None
+
+
+# ---- response models ---------------------------------------------------------------------------
+# Documented in the OpenAPI schema so that clients (and the schemathesis fuzz test) can check what the
+# API answers. Handlers return JSONResponse directly, so these describe the output without paying for
+# a second validation on every request. `extra="allow"`: the API may add fields, never remove them.
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorInfo(_Output):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: `{"error": {"code", "message", "details"}}`."""
+
+    error: ErrorInfo
+
+
+class OrganizationOut(_Output):
+    id: str
+    name: str
+    type: OrgType
+    country: str
+    contact: dict[str, Any] | None = None
+    language: str = "en"
+    created_at: datetime
+    region: str | None = Field(None, description="UN M49 region of the country (derived)")
+    subregion: str | None = Field(None, description="UN M49 sub-region of the country (derived)")
+    intermediate_region: str | None = Field(None, description="UN M49 intermediate region, e.g. Eastern Africa (derived)")
+    groups: list[Literal["LDC", "LLDC", "SIDS"]] = Field([], description="UN country groups of the country (derived)")
+
+
+class OrganizationPage(_Output):
+    items: list[OrganizationOut]
+
+
+class TokenOut(_Output):
+    token: str
+    id: str
+    organization_id: str
+    role: Literal["seeker", "provider", "broker", "admin"]
+    expires_at: datetime | None
+
+
+class TokenRevoked(_Output):
+    id: str
+    revoked: bool
+
+
+class ItemOut(_Output):
+    id: str
+    kind: Literal["need", "offer"]
+    organization_id: str
+    title: str
+    description: str
+    keywords: list[str] = []
+    sdgs: list[int]
+    sectors: list[str]
+    modalities: list[str]
+    languages: list[str]
+    text_language: str | None = None
+    country: str
+    status: ItemStatus
+    expires_at: datetime | None = None
+    accepts_interpretation: bool = False
+    gender_responsive: bool = False
+    attributes: dict[str, Any] = {}
+    revision: int = Field(ge=1)
+    created_at: datetime
+    updated_at: datetime
+    withdrawn_at: datetime | None = None
+
+
+class NeedOut(ItemOut):
+    urgency: Literal["low", "medium", "high"] = "medium"
+    budget: dict[str, Any] | None = None
+    cost_sharing: bool = False
+    time_window: dict[str, Any] | None = None
+
+
+class OfferOut(ItemOut):
+    delivery_countries: list[str] = []
+    capacity: int | None = None
+    cost_terms: str | None = None
+    triangular_partners: list[str] = []
+
+
+class NeedPage(_Output):
+    items: list[NeedOut]
+    next_cursor: str | None
+
+
+class OfferPage(_Output):
+    items: list[OfferOut]
+    next_cursor: str | None
+
+
+class MatchOut(_Output):
+    id: str
+    need_id: str
+    offer_id: str
+    score: float = Field(ge=0, le=1)
+    explanation: dict[str, Any]
+    status: Literal["proposed", "approved", "rejected", "retracted"]
+
+
+class MatchPage(_Output):
+    items: list[MatchOut]
+
+
+class TaxonomyPage(_Output):
+    items: list[dict[str, Any]]
+
+
+class ImportError_(_Output):
+    row: int = Field(description="row number as a spreadsheet shows it (the header is row 1)")
+    column: str | None = Field(description="the column (API field name) at fault, or null for the whole row")
+    reason: str
+
+
+class ImportResult(_Output):
+    kind: Literal["need", "offer"]
+    dry_run: bool
+    rows: int = Field(description="data rows read")
+    created: int = Field(description="rows created by this call")
+    existing: int = Field(description="rows already imported by an earlier upload of the same file")
+    valid: int = Field(description="rows that passed validation")
+    failed: int
+    errors: list[ImportError_]

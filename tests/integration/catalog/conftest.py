@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +30,21 @@ def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN}"}
 
 
-@pytest.fixture
-async def api(make_settings: Any) -> AsyncIterator[Api]:
-    settings = make_settings(admin_token=ADMIN)
-    app = create_app(settings, start_background=False)
+@asynccontextmanager
+async def open_api(settings: Any, *, start_background: bool = False) -> AsyncIterator[Api]:
+    """The catalog app in process (lifespan running), an httpx client on it; drops its database after."""
+    app = create_app(settings, start_background=start_background)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
             yield Api(client, app)
         await app.state.store.client.drop_database(settings.catalog_db)
+
+
+@pytest.fixture
+async def api(make_settings: Any) -> AsyncIterator[Api]:
+    async with open_api(make_settings(admin_token=ADMIN)) as opened:
+        yield opened
 
 
 NEED: dict[str, Any] = {

@@ -1,0 +1,282 @@
+"""Catalog benchmark: the real API against a bare FastAPI endpoint on the same store, in the same run.
+
+    python -m bench.bench_catalog            (or: python bench/bench_catalog.py)
+
+Starts its own SecantusDB (temporary directory), stores 100,000 needs with insert_many and builds the
+catalog's indexes, then serves
+  - the real catalog app (auth, rate limiter, validation, one transaction writing item + outbox event +
+    audit entry, JSON views), and
+  - a bare FastAPI app doing the minimal equivalent (insert_one of the posted JSON; find with the same
+    filter, limit 20),
+each with uvicorn in its own process on a free port, and drives both over HTTP with httpx at a fixed
+concurrency. Prints one `name=value` per line: absolute rates and `create_vs_bare`, `search_vs_bare`
+(target >= 0.5). The relay is not started (no broker here): creates pay for writing the outbox event,
+not for publishing it, as in production where publishing is asynchronous.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+N_ITEMS = int(os.environ.get("BENCH_CATALOG_ITEMS", "100000"))
+DURATION_S = float(os.environ.get("BENCH_CATALOG_DURATION_S", "6"))
+CONCURRENCY = int(os.environ.get("BENCH_CATALOG_CONCURRENCY", "16"))
+DB = "bench_catalog"
+ADMIN = "bench-admin"
+SECTOR, QUERY = "agriculture", "seed"
+
+WORDS = (
+    "seed irrigation water school health clinic solar energy training digital census data fisheries coastal "
+    "forest land tenure housing transport road youth employment finance microcredit trade customs migration "
+    "nutrition vaccine climate drought flood resilience governance statistics tourism culture gender"
+).split()
+NEED_BODY = {
+    "title": "Drought-tolerant seed systems for smallholders",
+    "description": "The ministry seeks support to multiply and certify drought-tolerant seed varieties.",
+    "sdgs": [2, 13],
+    "sectors": ["agriculture", "food_security"],
+    "modalities": ["capacity_development"],
+    "languages": ["en"],
+}
+
+
+# ---- the servers (run in child processes) ------------------------------------------------------
+def real_app(mongodb_uri: str) -> Any:
+    from services.catalog.app import create_app
+    from ssmatch.settings import Settings
+
+    settings = Settings.model_validate(
+        {
+            "mongodb_uri": mongodb_uri,
+            "catalog_db": DB,
+            "admin_token": ADMIN,
+            "kafka_bootstrap_servers": "127.0.0.1:9",  # unused: the relay is not started
+            "rate_limit_per_minute": 1e9,  # the limiter runs on every request but never refuses
+            "rate_limit_burst": 1_000_000,
+        }
+    )
+    return create_app(settings, start_background=False)
+
+
+def bare_app(mongodb_uri: str) -> Any:
+    import re
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from bson import ObjectId
+    from pymongo import DESCENDING
+
+    from ssmatch.mongo import make_client
+
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        client = make_client(mongodb_uri)
+        state["coll"] = client.get_database(DB)["needs"]
+        yield
+        await client.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/bare/needs", status_code=201)
+    async def create(request: Request) -> dict[str, Any]:
+        doc = await request.json()
+        doc["_id"] = str(ObjectId())
+        await state["coll"].insert_one(doc)
+        return {"id": doc["_id"]}
+
+    @app.get("/bare/needs")
+    async def search(sector: str, q: str) -> dict[str, Any]:
+        query = {"sectors": sector, "status": {"$ne": "withdrawn"}, "search_text": {"$regex": re.escape(q.casefold())}}
+        docs = await state["coll"].find(query).sort("_id", DESCENDING).limit(20).to_list(20)
+        return {"items": [{**d, "id": d.pop("_id")} for d in docs]}
+
+    return app
+
+
+def serve(kind: str, port: int, mongodb_uri: str) -> None:
+    import uvicorn
+
+    app = real_app(mongodb_uri) if kind == "real" else bare_app(mongodb_uri)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ---- set-up ---------------------------------------------------------------------------------
+def seed(mongodb_uri: str) -> str:
+    """100k needs straight into the store, the catalog's indexes, and a country office token."""
+    from bson import ObjectId
+    from pymongo import MongoClient
+
+    from services.catalog.store import CatalogStore
+    from ssmatch import reference
+    from ssmatch.auth import hash_token, new_token
+    from ssmatch.mongo import make_client
+    from ssmatch.text import fold
+
+    rng = random.Random(42)
+    sectors = sorted(reference.SECTOR_CODES)
+    modalities = sorted(reference.MODALITY_CODES)
+    countries = ["MWI", "SEN", "KEN", "BRA", "IND", "NPL", "BOL", "FJI", "HTI", "GHA"]
+    now = datetime.now(UTC)
+    with MongoClient(mongodb_uri) as client:
+        db = client[DB]
+        db.organizations.insert_one({"_id": "bench-office", "name": "Bench office", "type": "country_office", "country": "MWI", "language": "en", "contact": None, "created_at": now})
+        token = new_token()
+        db.tokens.insert_one({"_id": hash_token(token), "token_id": "bench-token", "organization_id": "bench-office", "role": "seeker", "created_at": now, "expires_at": None, "revoked_at": None})
+        batch: list[dict[str, Any]] = []
+        for _ in range(N_ITEMS):
+            title = " ".join(rng.choices(WORDS, k=6))
+            description = " ".join(rng.choices(WORDS, k=30))
+            doc = {
+                "_id": str(ObjectId()), "kind": "need", "organization_id": f"org{rng.randrange(500)}", "title": title,
+                "description": description, "keywords": [], "sdgs": sorted(set(rng.choices(range(1, 18), k=2))),
+                "sectors": sorted(set(rng.choices(sectors, k=2))), "modalities": [rng.choice(modalities)], "languages": ["en"],
+                "text_language": "en", "country": rng.choice(countries), "status": "open" if rng.random() < 0.95 else "withdrawn",
+                "expires_at": None, "accepts_interpretation": False, "gender_responsive": False, "attributes": {},
+                "urgency": "medium", "budget": None, "cost_sharing": False, "time_window": None,
+                "revision": 1, "created_at": now, "updated_at": now,
+            }
+            doc["search_text"] = fold(f"{title} {description}")
+            batch.append(doc)
+            if len(batch) == 5000:
+                db.needs.insert_many(batch, ordered=False)
+                batch = []
+        if batch:
+            db.needs.insert_many(batch, ordered=False)
+
+    async def indexes() -> None:
+        client = make_client(mongodb_uri)
+        try:
+            await CatalogStore(client, DB).init_indexes()
+        finally:
+            await client.close()
+
+    asyncio.run(indexes())
+    return token
+
+
+# ---- load -----------------------------------------------------------------------------------
+async def measure(url: str, method: str, path: str, *, headers: dict[str, str], body: Any = None, params: dict[str, str] | None = None) -> tuple[float, float]:
+    """Requests/s and p50 latency (ms) at CONCURRENCY for DURATION_S (after a short warm-up)."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+        async def one() -> float:
+            t0 = time.perf_counter()
+            r = await client.request(method, path, json=body, params=params)
+            if r.status_code >= 300:
+                raise RuntimeError(f"{method} {url}{path}: HTTP {r.status_code} {r.text[:200]}")
+            return time.perf_counter() - t0
+
+        await asyncio.gather(*(one() for _ in range(CONCURRENCY * 2)))  # warm-up: connections, caches
+        latencies: list[float] = []
+        deadline = time.perf_counter() + DURATION_S
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                latencies.append(await one())
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return len(latencies) / elapsed, latencies[len(latencies) // 2] * 1000
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server {url} exited with {proc.returncode}")
+        try:
+            httpx.get(url + "/openapi.json", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server {url} did not start")
+
+
+def main() -> int:
+    from ssmatch.stack.embedded import mongo_uri, start_secantus
+    from ssmatch.stack.processes import free_port, stop_all
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp:
+        port = free_port()
+        store = start_secantus(port, Path(tmp) / "mongo", Path(tmp) / "logs")
+        servers: list[subprocess.Popen[bytes]] = []
+        try:
+            uri = mongo_uri(port)
+            t0 = time.monotonic()
+            token = seed(uri)
+            print(f"catalog.seed_items={N_ITEMS}")
+            print(f"catalog.seed_s={time.monotonic() - t0:.1f}")
+            urls = {}
+            for kind in ("real", "bare"):
+                p = free_port()
+                env = {**os.environ, "SSMATCH_LOG_LEVEL": "WARNING", "SSMATCH_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT)}
+                proc = subprocess.Popen([sys.executable, "-m", "bench.bench_catalog", "--serve", kind, "--port", str(p), "--mongodb-uri", uri], cwd=ROOT, env=env)
+                servers.append(proc)
+                urls[kind] = f"http://127.0.0.1:{p}"
+                wait_http(urls[kind], proc)
+            auth = {"Authorization": f"Bearer {token}"}
+            search = {"sector": SECTOR, "q": QUERY}
+
+            async def run() -> dict[str, tuple[float, float]]:
+                out = {}
+                out["bare_create"] = await measure(urls["bare"], "POST", "/bare/needs", headers={}, body={**NEED_BODY, "status": "open", "search_text": "x"})
+                out["create"] = await measure(urls["real"], "POST", "/v1/needs", headers=auth, body=NEED_BODY)
+                out["bare_search"] = await measure(urls["bare"], "GET", "/bare/needs", headers={}, params=search)
+                out["search"] = await measure(urls["real"], "GET", "/v1/needs", headers=auth, params=search)
+                return out
+
+            figures = asyncio.run(run())
+            for name, (rate, p50) in figures.items():
+                print(f"catalog.{name}_rps={rate:.1f}")
+                print(f"catalog.{name}_p50_ms={p50:.1f}")
+            print(f"create_vs_bare={figures['create'][0] / figures['bare_create'][0]:.3f}")
+            print(f"search_vs_bare={figures['search'][0] / figures['bare_search'][0]:.3f}")
+            print(f"catalog.concurrency={CONCURRENCY}")
+            print(f"catalog.total_s={time.monotonic() - started:.1f}")
+        finally:
+            for proc in servers:
+                proc.terminate()
+            for proc in servers:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            stop_all([store], grace_s=5)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", choices=["real", "bare"])
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--mongodb-uri")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.mongodb_uri)
+    else:
+        sys.exit(main())
