@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = Field(600, ge=0, validation_alias=_env("SSMATCH_RATE_LIMIT_PER_MINUTE"))
     rate_limit_burst: int = Field(100, ge=1, validation_alias=_env("SSMATCH_RATE_LIMIT_BURST"))
 
+    # Notify delivery channels. E-mail is off until SSMATCH_SMTP_HOST is set.
+    smtp_host: str | None = Field(None, validation_alias=_env("SSMATCH_SMTP_HOST"))
+    smtp_port: int = Field(587, validation_alias=_env("SSMATCH_SMTP_PORT"))
+    smtp_security: str = Field("starttls", validation_alias=_env("SSMATCH_SMTP_SECURITY"))
+    smtp_username: str | None = Field(None, validation_alias=_env("SSMATCH_SMTP_USERNAME"))
+    smtp_password: str | None = Field(None, validation_alias=_env("SSMATCH_SMTP_PASSWORD"))
+    smtp_sender: str = Field("South-South Match <no-reply@ssmatch.example>", validation_alias=_env("SSMATCH_SMTP_SENDER"))
+    # Webhooks to loopback/private/link-local addresses are refused unless this is set (tests, labs).
+    webhook_allow_private: bool = Field(False, validation_alias=_env("SSMATCH_WEBHOOK_ALLOW_PRIVATE"))
+    webhook_max_attempts: int = Field(5, ge=1, le=20, validation_alias=_env("SSMATCH_WEBHOOK_MAX_ATTEMPTS"))
+    webhook_timeout_s: float = Field(5.0, gt=0, validation_alias=_env("SSMATCH_WEBHOOK_TIMEOUT_S"))
+    webhook_backoff_base_s: float = Field(1.0, ge=0, validation_alias=_env("SSMATCH_WEBHOOK_BACKOFF_BASE_S"))
+    delivery_poll_interval_s: float = Field(1.0, gt=0, validation_alias=_env("SSMATCH_DELIVERY_POLL_INTERVAL_S"))
+    public_catalog_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("SSMATCH_PUBLIC_CATALOG_URL"))
+
     matcher_rules_file: str | None = Field(None, validation_alias=_env("SSMATCH_RULES_FILE"))
 
     outbox_poll_interval_s: float = Field(0.5, validation_alias=_env("SSMATCH_OUTBOX_POLL_INTERVAL_S"))

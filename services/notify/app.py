@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse
 
 from services.notify.agents import notify_consumer
 from services.notify.api import router
+from services.notify.delivery import DeliveryStore, DeliveryWorker
 from services.notify.inbox import InboxStore
+from services.notify.subscriptions import SubscriptionStore
 from ssmatch.auth import TokenAuthority
 from ssmatch.http import CorrelationIdMiddleware, install_error_handlers
 from ssmatch.mongo import make_client, ping
@@ -27,18 +29,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ping(client)
         inbox = InboxStore(client, settings.notify_db)
         await inbox.init()
+        subscriptions = SubscriptionStore(client, settings.notify_db)
+        await subscriptions.init()
+        deliveries = DeliveryStore(client, settings.notify_db)
+        await deliveries.init()
         catalog_db = client.get_database(settings.catalog_db)
-        consumer = notify_consumer(settings, inbox, catalog_db)
+        worker = DeliveryWorker(settings, deliveries, subscriptions, catalog_db)
+        consumer = notify_consumer(settings, inbox, catalog_db, subscriptions, deliveries, on_planned=worker.wake)
+        app.state.settings = settings
         app.state.inbox = inbox
+        app.state.subscriptions = subscriptions
         app.state.consumer = consumer
+        app.state.worker = worker
         app.state.authority = TokenAuthority(catalog_db, settings.admin_token)
         consumer.start()
+        worker.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
             await consumer.stop()
+            await worker.stop()
             await client.close()
 
     app = FastAPI(title="South-South Match — notify", version="1.0.0", lifespan=lifespan)
@@ -55,6 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> dict[str, Any]:
         consumer = app.state.consumer
-        return {"events_processed_total": consumer.processed_total, "events_deadlettered_total": consumer.deadlettered_total}
+        worker = app.state.worker
+        return {
+            "events_processed_total": consumer.processed_total,
+            "events_deadlettered_total": consumer.deadlettered_total,
+            "deliveries_sent_total": worker.sent_total,
+            "deliveries_failed_total": worker.failed_total,
+        }
 
     return app

@@ -1,0 +1,201 @@
+"""Deliveries beyond the inbox: webhook and e-mail, one record per (fact, recipient, channel, target).
+
+The consumer writes delivery records (unique ids) before it commits its offsets, so nothing is
+lost; the DeliveryWorker claims due records with a lease (a crashed worker's claims expire and are
+retried), delivers them concurrently so a slow endpoint holds up no one else, and marks them sent
+or failed. A delivery that fails for good goes to the dead-letter topic with the reason, and the
+webhook subscription records the failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from pymongo import ASCENDING, AsyncMongoClient, InsertOne
+from pymongo.errors import BulkWriteError
+
+from services.notify.channels.email import EmailSendError, SmtpSettings, build_message, send_email
+from services.notify.channels.webhook import WebhookSender
+from services.notify.subscriptions import SubscriptionStore
+from services.notify.templates import render
+from ssmatch.events import DeadLetterPayload, make_event
+from ssmatch.kafka import DEADLETTER_TOPIC, make_producer
+from ssmatch.settings import Settings
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=120)
+EMAIL_MAX_ATTEMPTS = 5
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeliveryStore:
+    def __init__(self, client: AsyncMongoClient, db_name: str) -> None:
+        self.coll = client.get_database(db_name)["deliveries"]
+
+    async def init(self) -> None:
+        await self.coll.create_index([("status", ASCENDING), ("deliver_at", ASCENDING)])
+
+    async def add_many(self, docs: list[dict[str, Any]]) -> int:
+        if not docs:
+            return 0
+        try:
+            return (await self.coll.bulk_write([InsertOne(d) for d in docs], ordered=False)).inserted_count
+        except BulkWriteError as exc:
+            if not all(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+
+    async def claim_due(self, limit: int) -> list[dict[str, Any]]:
+        """Take due deliveries (and ones whose claimant died) under a lease."""
+        t = now()
+        due = await self.coll.find(
+            {"$or": [{"status": "pending", "deliver_at": {"$lte": t}}, {"status": "sending", "lease_until": {"$lte": t}}]}
+        ).sort("deliver_at", ASCENDING).limit(limit).to_list(limit)
+        claimed = []
+        for doc in due:
+            res = await self.coll.update_one(
+                {"_id": doc["_id"], "status": doc["status"], "lease_until": doc.get("lease_until")},
+                {"$set": {"status": "sending", "lease_until": t + LEASE}},
+            )
+            if res.modified_count:
+                claimed.append(doc)
+        return claimed
+
+    async def finish(self, delivery_id: str, status: str, attempts: int, error: str | None, retry_at: datetime | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "attempts": attempts, "last_error": error, "updated_at": now(), "lease_until": None}
+        if retry_at is not None:
+            fields["deliver_at"] = retry_at
+        await self.coll.update_one({"_id": delivery_id}, {"$set": fields})
+
+
+class DeliveryWorker:
+    def __init__(self, settings: Settings, deliveries: DeliveryStore, subscriptions: SubscriptionStore, catalog_db: Any) -> None:
+        self.settings = settings
+        self.deliveries = deliveries
+        self.subscriptions = subscriptions
+        self.catalog_db = catalog_db
+        self.sender = WebhookSender(
+            timeout_s=settings.webhook_timeout_s,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_max_s=60,
+            allow_private=settings.webhook_allow_private,
+        )
+        self.smtp = (
+            SmtpSettings(
+                host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,  # type: ignore[arg-type]
+                username=settings.smtp_username, password=settings.smtp_password, sender=settings.smtp_sender,
+            )
+            if settings.smtp_host
+            else None
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+        self.sent_total = 0
+        self.failed_total = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.sender.aclose()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                due = await self.deliveries.claim_due(100)
+                if due:
+                    # concurrently: a slow or dead endpoint does not hold up the others
+                    await asyncio.gather(*(self._deliver(d) for d in due))
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the worker alive; claims expire and are retried
+                log.exception("delivery loop error")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.delivery_poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _deliver(self, d: dict[str, Any]) -> None:
+        try:
+            if d["channel"] == "webhook":
+                await self._deliver_webhook(d)
+            elif d["channel"] == "email":
+                await self._deliver_email(d)
+        except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the batch
+            log.exception("delivery failed unexpectedly", extra={"delivery": d["_id"]})
+            await self.deliveries.finish(d["_id"], "pending", d.get("attempts", 0) + 1, repr(exc), now() + timedelta(seconds=30))
+
+    async def _deliver_webhook(self, d: dict[str, Any]) -> None:
+        hook = await self.subscriptions.webhooks.find_one({"_id": d["target"], "active": True})
+        if hook is None or hook["organization_id"] != d["organization_id"]:
+            # never deliver to an address the organization did not register (or has removed)
+            await self.deliveries.finish(d["_id"], "cancelled", d.get("attempts", 0), "subscription removed")
+            return
+        result = await self.sender.deliver(hook["url"], hook["secret"], d["payload"], d["_id"])
+        await self.subscriptions.record_result(hook["_id"], result.ok, result.status_code, result.error)
+        if result.ok:
+            self.sent_total += 1
+            await self.deliveries.finish(d["_id"], "sent", result.attempts, None)
+        else:
+            await self._fail(d, result.attempts, f"webhook {hook['url']}: {result.error}")
+
+    async def _deliver_email(self, d: dict[str, Any]) -> None:
+        if self.smtp is None:
+            await self.deliveries.finish(d["_id"], "cancelled", 0, "e-mail is not configured")
+            return
+        rendered = render(d["kind"], d.get("language") or "en", d["context"])
+        message = build_message(d["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender, message_id=d["_id"])
+        attempts = d.get("attempts", 0) + 1
+        try:
+            await send_email(self.smtp, message)
+        except EmailSendError as exc:
+            if exc.transient and attempts < EMAIL_MAX_ATTEMPTS:
+                await self.deliveries.finish(d["_id"], "pending", attempts, str(exc), now() + timedelta(seconds=30 * 2**attempts))
+            else:
+                await self._fail(d, attempts, f"e-mail to {d['target']}: {exc}")
+            return
+        self.sent_total += 1
+        await self.deliveries.finish(d["_id"], "sent", attempts, None)
+
+    async def _fail(self, d: dict[str, Any], attempts: int, reason: str) -> None:
+        self.failed_total += 1
+        await self.deliveries.finish(d["_id"], "failed", attempts, reason)
+        try:
+            if self._producer is None:
+                self._producer = make_producer(self.settings, client_id="notify-delivery-dlq")
+                await self._producer.start()
+            src = d.get("source", {})
+            payload = DeadLetterPayload(
+                consumer=f"notify-{d['channel']}", source_topic=src.get("topic", "unknown"), source_partition=src.get("partition", 0),
+                source_offset=src.get("offset", 0), source_key=d.get("match_id"), reason=reason[:2000],
+                raw=str(d["payload"])[:10000],
+            )
+            event = make_event("deadletter.recorded", "match", d.get("match_id") or d["_id"], payload, producer="notify")
+            await self._producer.send_and_wait(DEADLETTER_TOPIC, key=event.entity_id.encode(), value=event.to_bytes())
+        except Exception:  # noqa: BLE001 - the failure is recorded in Mongo either way
+            log.exception("could not dead-letter a failed delivery", extra={"delivery": d["_id"]})
+            if self._producer is not None:
+                await self._producer.stop()
+                self._producer = None
