@@ -101,6 +101,19 @@ class MatchDecidedPayload(_Strict):
     explanation: dict[str, Any] = Field(default_factory=dict)
 
 
+class MatchLifecyclePayload(_Strict):
+    match_id: str = Field(min_length=3, max_length=130)
+    need_id: str = Field(min_length=1, max_length=64)
+    offer_id: str = Field(min_length=1, max_length=64)
+    event: Literal["declined", "agreement_reached", "completed"]
+    note: str | None = Field(default=None, max_length=2000)
+    reported_by: str = Field(min_length=1, max_length=64)
+    need_organization_id: str = Field(min_length=1, max_length=64)
+    offer_organization_id: str = Field(min_length=1, max_length=64)
+    need_title: str | None = Field(default=None, max_length=300)
+    offer_title: str | None = Field(default=None, max_length=300)
+
+
 class DeadLetterPayload(_Strict):
     consumer: str
     source_topic: str
@@ -122,6 +135,7 @@ PAYLOAD_MODELS: dict[tuple[str, int], type[BaseModel]] = {
     ("match.proposed", 1): MatchProposedPayload,
     ("match.retracted", 1): MatchRetractedPayload,
     ("match.decided", 1): MatchDecidedPayload,
+    ("match.lifecycle", 1): MatchLifecyclePayload,
     ("deadletter.recorded", 1): DeadLetterPayload,
 }
 

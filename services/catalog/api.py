@@ -19,6 +19,7 @@ from services.catalog.models import (
     DecisionIn,
     ErrorBody,
     ImportResult,
+    LifecycleIn,
     MatchOut,
     MatchPage,
     NeedCreate,
@@ -43,6 +44,7 @@ from services.catalog.store import (
     match_view,
     org_view,
     parse_if_match,
+    record_lifecycle,
 )
 from ssmatch import reference
 from ssmatch.auth import Principal, Role, TokenAuthority, require_role
@@ -499,6 +501,13 @@ async def _visible_match(match_id: str, caller: Principal, store: CatalogStore) 
 @router.get("/matches/{match_id}", tags=["matches"], response_model=MatchOut, responses=_errors(403, 404))
 async def get_match(match_id: str, caller: Caller, store: Store) -> JSONResponse:
     return ok(_jsonable(match_view(await _visible_match(match_id, caller, store))))
+
+
+@router.post("/matches/{match_id}/lifecycle", tags=["matches"], response_model=MatchOut, responses=_errors(403, 404, 409, 413, 422))
+async def match_lifecycle(match_id: str, caller: Caller, body: LifecycleIn, store: Store) -> JSONResponse:
+    """After approval, either party (or a broker) reports: declined, agreement_reached, then completed."""
+    await _visible_match(match_id, caller, store)
+    return ok(_jsonable(match_view(await record_lifecycle(store, match_id, caller, body))))
 
 
 @router.post("/matches/{match_id}/decision", tags=["matches"], response_model=MatchOut, responses=_errors(403, 404, 409, 413, 422))

@@ -197,6 +197,16 @@ class DecisionIn(_Input):
     note: Annotated[Text, Field(max_length=2000)] | None = None
 
 
+LifecycleEvent = Literal["declined", "agreement_reached", "completed"]
+
+
+class LifecycleIn(_Input):
+    """What happened after an approved introduction (reported by a party, a broker or an admin)."""
+
+    event: LifecycleEvent
+    note: Annotated[Text, Field(max_length=2000)] | None = None
+
+
 # ---- response models ---------------------------------------------------------------------------
 # Documented in the OpenAPI schema so that clients (and the schemathesis fuzz test) can check what the
 # API answers. Handlers return JSONResponse directly, so these describe the output without paying for
@@ -305,6 +315,7 @@ class MatchOut(_Output):
     score: float = Field(ge=0, le=1)
     explanation: dict[str, Any]
     status: Literal["proposed", "approved", "rejected", "retracted"]
+    lifecycle: LifecycleEvent | None = None
 
 
 class MatchPage(_Output):

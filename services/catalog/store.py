@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.catalog.models import DecisionIn, ItemFields, NeedCreate, OfferCreate, OrganizationCreate
+from services.catalog.models import DecisionIn, LifecycleIn, ItemFields, NeedCreate, OfferCreate, OrganizationCreate
 from ssmatch import reference
 from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
 from ssmatch.events import (
@@ -25,6 +25,7 @@ from ssmatch.events import (
     ItemPayload,
     ItemWithdrawnPayload,
     MatchDecidedPayload,
+    MatchLifecyclePayload,
     MatchProposedPayload,
     MatchRetractedPayload,
     make_event,
@@ -555,6 +556,50 @@ class CatalogStore:
             raise ApiError(409, f"match {match_id} was decided by someone else just now", code="already_decided")
         self._on_outbox_write()
         return saved
+
+
+# After approval: approved → declined | agreement_reached; agreement_reached → completed.
+LIFECYCLE_NEXT: dict[str | None, set[str]] = {None: {"declined", "agreement_reached"}, "agreement_reached": {"completed"}}
+
+
+async def record_lifecycle(store: CatalogStore, match_id: str, principal: Principal, body: LifecycleIn) -> dict[str, Any]:
+    """Record a lifecycle step of an approved match and queue `match.lifecycle` in one transaction."""
+    current = await store.get_match(match_id)
+    if current is None:
+        raise ApiError(404, f"match {match_id} not found")
+    if current["status"] != "approved":
+        raise ApiError(409, f"match {match_id} is {current['status']}; only approved introductions move on", code="not_approved")
+    state = current.get("lifecycle")
+    if body.event not in LIFECYCLE_NEXT.get(state, set()):
+        raise ApiError(409, f"match {match_id} is at {state or 'approved'}; {body.event} cannot follow", code="invalid_transition",
+                       details={"lifecycle": state, "allowed": sorted(LIFECYCLE_NEXT.get(state, set()))})
+    reporter = principal.organization_id or "admin"
+    ts = now()
+
+    async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+        saved = await store.matches.find_one_and_update(
+            {"_id": match_id, "status": "approved", "lifecycle": state},
+            {"$set": {"lifecycle": body.event, "lifecycle_at": ts},
+             "$push": {"lifecycle_history": {"event": body.event, "note": body.note, "by": reporter, "at": ts}}},
+            session=session,
+            return_document=ReturnDocument.AFTER,
+        )
+        if saved is None:
+            return None
+        payload = MatchLifecyclePayload(
+            match_id=match_id, need_id=saved["need_id"], offer_id=saved["offer_id"], event=body.event, note=body.note,
+            reported_by=reporter, need_organization_id=saved["need_organization_id"],
+            offer_organization_id=saved["offer_organization_id"], need_title=saved.get("need_title"), offer_title=saved.get("offer_title"),
+        )
+        await store._emit(session, make_event("match.lifecycle", "match", match_id, payload, producer=PRODUCER))  # noqa: SLF001
+        await store._audit(session, principal, f"match.{body.event}", "match", match_id, {"lifecycle": body.event, "note": body.note})  # noqa: SLF001
+        return saved
+
+    saved = await in_transaction(store.client, work)
+    if saved is None:
+        raise ApiError(409, f"match {match_id} changed just now; read it again", code="invalid_transition")
+    store._on_outbox_write()  # noqa: SLF001
+    return saved
 
 
 def _to_bson(value: Any) -> Any:

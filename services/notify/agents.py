@@ -31,6 +31,9 @@ def template_context(alert: Alert, org: dict[str, Any] | None, orgs: dict[str, d
         "url": f"{base_url}/v1/matches/{alert.match_id}",
         "recipient_name": ((org or {}).get("contact") or {}).get("name") or (org or {}).get("name"),
     }
+    if alert.kind == "match_lifecycle":
+        reporter = orgs.get(data.get("reported_by") or "", {})
+        ctx.update(event=data.get("event"), counterpart_organization=reporter.get("name") or "a broker")
     if alert.kind == "match_approved":
         is_need_side = alert.organization_id == data.get("need_organization_id")
         other = orgs.get(data.get("offer_organization_id" if is_need_side else "need_organization_id") or "", {})
@@ -85,7 +88,7 @@ def notify_consumer(
     async def handle_batch(batch: list[Parsed]) -> None:
         """All alerts of one fetch in one unordered, duplicate-tolerant write, before the commit."""
         brokers: list[str] = []
-        if any(envelope.type == "match.proposed" for envelope, _, _ in batch):
+        if any(envelope.type in ("match.proposed", "match.lifecycle") for envelope, _, _ in batch):
             brokers = [d["_id"] async for d in catalog_db["organizations"].find({"type": "broker"}, {"_id": 1})]
         alerts = [(alert, envelope.event_id, record) for envelope, payload, record in batch for alert in alerts_for(envelope, payload, brokers)]
         await inbox.add_many([(a, e) for a, e, _ in alerts])

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ssmatch.events import Envelope, MatchDecidedPayload, MatchProposedPayload
+from ssmatch.events import Envelope, MatchDecidedPayload, MatchLifecyclePayload, MatchProposedPayload
 
 
 @dataclass(frozen=True)
@@ -50,4 +50,21 @@ def alerts_for(envelope: Envelope, payload: BaseModel, broker_org_ids: list[str]
         }
         recipients = dict.fromkeys([payload.need_organization_id, payload.offer_organization_id])
         return [Alert(org, kind, payload.match_id, f"match_decided:{payload.match_id}", data) for org in recipients]
+    if isinstance(payload, MatchLifecyclePayload):
+        # the side that did not report it hears of it, and the brokers who made the introduction
+        data = {
+            "need_id": payload.need_id,
+            "offer_id": payload.offer_id,
+            "need_title": payload.need_title,
+            "offer_title": payload.offer_title,
+            "event": payload.event,
+            "note": payload.note,
+            "reported_by": payload.reported_by,
+            "need_organization_id": payload.need_organization_id,
+            "offer_organization_id": payload.offer_organization_id,
+        }
+        parties = [o for o in (payload.need_organization_id, payload.offer_organization_id) if o != payload.reported_by]
+        recipients = dict.fromkeys(parties + [b for b in broker_org_ids if b != payload.reported_by])
+        key = f"match_lifecycle:{payload.match_id}:{payload.event}"
+        return [Alert(org, "match_lifecycle", payload.match_id, key, data) for org in recipients]
     return []

@@ -135,3 +135,35 @@ def test_matcher_explains_any_pair_and_shows_its_rules(stack: Any, catalog: http
     assert far["excluded"] is True and any("does not deliver to SEN" in r for r in far["explanation"]["reasons"])
     bad = httpx.post(f"{matcher}/v1/score", json={"need": {"title": 3}}, headers=auth(office), timeout=10)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_failed"
+
+
+def test_after_approval_each_lifecycle_step_reaches_the_other_side(catalog: httpx.Client, notify: httpx.Client) -> None:
+    _, office = make_org(catalog, "Ministry of Water, Malawi", "country_office", "MWI")
+    _, provider = make_org(catalog, "Water utility peer network, Brazil", "solution_provider", "BRA")
+    _, broker = make_org(catalog, "Regional brokering desk", "broker", "ZAF")
+    _, outsider = make_org(catalog, "Unrelated office", "country_office", "KEN")
+    need = catalog.post("/v1/needs", json={**NEED, "sectors": ["water_sanitation"], "title": "Reduce water losses in city networks",
+                                           "description": "Our utility loses 40% of treated water to leaks; we need leak detection training."},
+                        headers=auth(office)).json()
+    offer = catalog.post("/v1/offers", json={**OFFER, "sectors": ["water_sanitation"], "title": "Leak detection and non-revenue water training",
+                                             "description": "Our utility cut water losses from 45% to 20% and trains peers in leak detection."},
+                         headers=auth(provider)).json()
+    match_id = f"{need['id']}.{offer['id']}"
+    poll(lambda: catalog.get(f"/v1/matches/{match_id}", headers=auth(broker)).status_code == 200)
+    early = catalog.post(f"/v1/matches/{match_id}/lifecycle", json={"event": "agreement_reached"}, headers=auth(office))
+    assert early.status_code == 409 and early.json()["error"]["code"] == "not_approved"
+    assert catalog.post(f"/v1/matches/{match_id}/decision", json={"decision": "approve"}, headers=auth(broker)).status_code == 200
+    assert catalog.post(f"/v1/matches/{match_id}/lifecycle", json={"event": "completed"}, headers=auth(office)).status_code == 409
+    assert catalog.post(f"/v1/matches/{match_id}/lifecycle", json={"event": "agreement_reached"}, headers=auth(outsider)).status_code == 403
+    agreed = catalog.post(f"/v1/matches/{match_id}/lifecycle", json={"event": "agreement_reached", "note": "MoU signed"}, headers=auth(office))
+    assert agreed.status_code == 200 and agreed.json()["lifecycle"] == "agreement_reached"
+    done = catalog.post(f"/v1/matches/{match_id}/lifecycle", json={"event": "completed"}, headers=auth(provider))
+    assert done.status_code == 200 and done.json()["lifecycle"] == "completed"
+
+    def lifecycle_alerts(token: str) -> list[str]:
+        items = notify.get("/v1/notifications", headers=auth(token)).json()["items"]
+        return sorted(n["data"]["event"] for n in items if n["match_id"] == match_id and n["kind"] == "match_lifecycle")
+
+    assert poll(lambda: lifecycle_alerts(provider) == ["agreement_reached"] or None)
+    assert poll(lambda: lifecycle_alerts(office) == ["completed"] or None)
+    assert poll(lambda: lifecycle_alerts(broker) == ["agreement_reached", "completed"] or None)

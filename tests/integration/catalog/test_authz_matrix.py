@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from services.catalog.models import DecisionIn
+from ssmatch.auth import Principal
 from typing import Any
 
 import pytest
@@ -129,6 +132,12 @@ async def fresh_decision(w: World) -> Request:
     return "POST", f"/v1/matches/{await w.new_match()}/decision", {"json": {"decision": "approve", "note": "ok"}}
 
 
+async def fresh_lifecycle(w: World) -> Request:
+    match_id = await w.new_match()
+    await w.api.app.state.store.decide(match_id, Principal(role="broker", organization_id=w.orgs["broker"]), DecisionIn(decision="approve"))
+    return "POST", f"/v1/matches/{match_id}/lifecycle", {"json": {"event": "agreement_reached", "note": "MoU"}}
+
+
 async def issue_token(w: World) -> Request:
     return "POST", "/v1/tokens", {"json": {"organization_id": w.orgs["seeker_b"]}}
 
@@ -188,6 +197,8 @@ MATRIX: list[tuple[str, Setup, dict[str, int]]] = [
     ("get unknown match", fixed("GET", "/v1/matches/a.b"), everyone(404)),
     ("decide match", fresh_decision, expect(STAFF)),
     ("decide match, invalid body", fixed("POST", "/v1/matches/{match}/decision", json={"decision": "maybe"}), expect({"admin": 422, "broker": 422})),
+    ("report a lifecycle step", fresh_lifecycle, expect({**STAFF, "seeker_a": 200, "provider_a": 200})),
+    ("lifecycle of an unknown match", fixed("POST", "/v1/matches/a.b/lifecycle", json={"event": "declined"}), everyone(404)),
     ("decide unknown match", fixed("POST", "/v1/matches/a.b/decision", json={"decision": "approve"}), expect({"admin": 404, "broker": 404})),
     ("taxonomy sectors", fixed("GET", "/v1/taxonomy/sectors"), everyone()),
     ("taxonomy modalities", fixed("GET", "/v1/taxonomy/modalities"), everyone()),

@@ -32,3 +32,16 @@ def test_approval_alerts_both_parties_and_rejection_is_its_own_kind() -> None:
 def test_retractions_alert_nobody_yet() -> None:
     p = MatchRetractedPayload(match_id="n.f", need_id="n", offer_id="f", reason="x")
     assert alerts_for(make_event("match.retracted", "match", "n.f", p, producer="t"), p, ["b1"]) == []
+
+
+def test_lifecycle_steps_reach_the_other_side_and_brokers_not_the_reporter() -> None:
+    from ssmatch.events import MatchLifecyclePayload
+
+    p = MatchLifecyclePayload(match_id="n.f", need_id="n", offer_id="f", event="agreement_reached", reported_by="o1",
+                              need_organization_id="o1", offer_organization_id="o2")
+    alerts = alerts_for(make_event("match.lifecycle", "match", "n.f", p, producer="t"), p, ["b1"])
+    assert [(a.organization_id, a.kind) for a in alerts] == [("o2", "match_lifecycle"), ("b1", "match_lifecycle")]
+    assert alerts[0].data["event"] == "agreement_reached"
+    done = p.model_copy(update={"event": "completed", "reported_by": "b1"})
+    keys = {a.dedup_key for a in alerts_for(make_event("match.lifecycle", "match", "n.f", done, producer="t"), done, ["b1"])}
+    assert keys == {"match_lifecycle:n.f:completed"}

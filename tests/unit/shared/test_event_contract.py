@@ -16,6 +16,7 @@ from ssmatch.events import (
     ItemPayload,
     ItemWithdrawnPayload,
     MatchDecidedPayload,
+    MatchLifecyclePayload,
     MatchProposedPayload,
     MatchRetractedPayload,
     DeadLetterPayload,
@@ -52,6 +53,9 @@ SAMPLES: dict[tuple[str, int], Any] = {
     ("match.decided", 1): ("match", "n1.f1", MatchDecidedPayload(
         match_id="n1.f1", need_id="n1", offer_id="f1", decision="approve", decided_by="b1",
         need_organization_id="o1", offer_organization_id="o2", score=0.8)),
+    ("match.lifecycle", 1): ("match", "n1.f1", MatchLifecyclePayload(
+        match_id="n1.f1", need_id="n1", offer_id="f1", event="agreement_reached", reported_by="o1",
+        need_organization_id="o1", offer_organization_id="o2", note="MoU signed")),
     ("deadletter.recorded", 1): ("match", "k", DeadLetterPayload(
         consumer="notify", source_topic="ssmatch.matches", source_partition=0, source_offset=5, reason="bad", raw="{}")),
 }
