@@ -113,3 +113,23 @@ def test_a_busy_port_gives_one_clear_line_naming_the_variable(tmp_path: Path) ->
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"ssmatch: port {env['CATALOG_PORT']} is already in use: set CATALOG_PORT to a free port (e.g. CATALOG_PORT={int(env['CATALOG_PORT']) + 100})"]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_when_a_service_dies_the_launcher_names_it_and_stops_the_rest(tmp_path: Path) -> None:
+    env = launcher_env(tmp_path / "data", SSMATCH_DEMO="0")
+    proc = start(env)
+    try:
+        wait_for_line(proc, "Press Ctrl-C to stop.", timeout=120)
+        children = descendants(proc.pid)
+        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        matcher = next(int(line.split()[0]) for line in out.splitlines() if "services.matcher" in line and int(line.split()[0]) in children)
+        os.kill(matcher, signal.SIGKILL)
+        proc.wait(timeout=20)
+        assert proc.returncode == 1
+        rest = proc.stdout.read() if proc.stdout else ""
+        assert "matcher exited with code -9" in rest
+        time.sleep(0.3)
+        assert [pid for pid in children if _alive(pid)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
