@@ -52,6 +52,7 @@ class ItemPayload(_Strict):
     accepts_interpretation: bool = False
     gender_responsive: bool = False
     delivery_countries: list[str] = Field(default_factory=list)
+    delivery_regions: list[str] = Field(default_factory=list)
     triangular_partners: list[str] = Field(default_factory=list)
     attributes: dict[str, Any] = Field(default_factory=dict)
 

@@ -42,6 +42,12 @@ def _country(code: str) -> str:
     return code
 
 
+def _region(name: str) -> str:
+    if not reference.region_members(name):
+        raise ValueError(f"unknown region {name!r}: use a UN M49 region, sub-region or intermediate region name such as 'Western Africa', or LDC, LLDC, SIDS")
+    return name
+
+
 def _language(code: str) -> str:
     if not ISO639_1.match(code):
         raise ValueError(f"{code!r} is not an ISO 639-1 language code such as 'fr'")
@@ -168,6 +174,9 @@ class NeedCreate(ItemFields):
 
 class OfferCreate(ItemFields):
     delivery_countries: Annotated[list[CountryCode], Field(max_length=250), AfterValidator(_unique)] = []
+    # regions the offer also delivers to (expanded to member countries by the matcher); with no
+    # countries and no regions, the offer delivers anywhere
+    delivery_regions: Annotated[list[Annotated[str, Field(min_length=2, max_length=80), AfterValidator(_region)]], Field(max_length=30), AfterValidator(_unique)] = []
     capacity: Annotated[int, Strict(), Field(ge=1, le=10000)] | None = None
     cost_terms: Annotated[Text, Field(max_length=1000)] | None = None
     triangular_partners: Annotated[list[Annotated[Text, Field(min_length=1, max_length=120)]], Field(max_length=10)] = []
@@ -293,6 +302,7 @@ class NeedOut(ItemOut):
 
 class OfferOut(ItemOut):
     delivery_countries: list[str] = []
+    delivery_regions: list[str] = []
     capacity: int | None = None
     cost_terms: str | None = None
     triangular_partners: list[str] = []

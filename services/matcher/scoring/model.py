@@ -26,6 +26,7 @@ class MatchItem(BaseModel):
     sectors: list[str] = Field(default_factory=list)
     modalities: list[str] = Field(default_factory=list)
     delivery_countries: list[str] = Field(default_factory=list)
+    delivery_regions: list[str] = Field(default_factory=list)
     status: str = "open"
     expires_at: datetime | None = None
     accepts_interpretation: bool = False

@@ -93,8 +93,16 @@ def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = Non
         usable=item.status == "open" and not expired,
         geography=_geography_value(item, rules, lookup),
         vector=np.asarray(item.embedding, dtype=np.float32) if item.embedding is not None else None,
-        delivery=frozenset(item.delivery_countries),
+        delivery=_delivery_area(item),
     )
+
+
+def _delivery_area(item: MatchItem) -> frozenset[str]:
+    """Countries the offer delivers to: its countries plus the members of its regions (empty: anywhere)."""
+    area = set(item.delivery_countries)
+    for region in item.delivery_regions:
+        area |= reference.region_members(region)
+    return frozenset(area)
 
 
 def _popcount(a: np.ndarray) -> np.ndarray:
@@ -197,7 +205,8 @@ def _exclusions(need: Prepared, offer: Prepared) -> list[str]:
     if n.organization_id == o.organization_id:
         reasons.append("need and offer belong to the same organization")
     if offer.delivery and n.country not in offer.delivery:
-        reasons.append(f"the offer does not deliver to {n.country} (only {', '.join(sorted(offer.delivery))})")
+        where = ", ".join(sorted(o.delivery_countries) + sorted(o.delivery_regions)) or ", ".join(sorted(offer.delivery))
+        reasons.append(f"the offer does not deliver to {n.country} (only {where})")
     if not (need.languages & offer.languages) and not (n.accepts_interpretation or o.accepts_interpretation):
         reasons.append(f"no common working language ({', '.join(n.languages)} vs {', '.join(o.languages)}) and no interpretation accepted")
     return reasons

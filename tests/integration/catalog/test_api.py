@@ -223,3 +223,11 @@ async def test_errors_are_json_with_a_code_even_for_unknown_routes(api: Api) -> 
     assert r.status_code == 404 and error(r)["code"] == "not_found"
     r = await api.client.put("/v1/needs", headers=admin())
     assert r.status_code == 405 and error(r)["code"] == "method_not_allowed"
+
+
+async def test_offers_accept_delivery_regions_and_refuse_unknown_ones(api: Api) -> None:
+    _, provider = await api.org("solution_provider", "BRA")
+    ok = await api.client.post("/v1/offers", json={**OFFER, "delivery_regions": ["Western Africa", "SIDS"]}, headers=provider)
+    assert ok.status_code == 201 and ok.json()["delivery_regions"] == ["Western Africa", "SIDS"]
+    bad = await api.client.post("/v1/offers", json={**OFFER, "delivery_regions": ["Atlantis"]}, headers=provider)
+    assert bad.status_code == 422 and "$.delivery_regions[0]" in [d["path"] for d in error(bad)["details"]]

@@ -133,3 +133,11 @@ def test_batch_scores_equal_pair_scores_both_directions() -> None:
     assert [b.excluded for b in batch] == [False, False, True, False]
     reverse = score_offer_against_needs(offers[0], [need, item("need", id="n2", organization_id="offer-org")], RULES, centroids=NO_CENTRING)
     assert reverse[0].total == batch[0].total and reverse[1].excluded
+
+
+def test_delivery_regions_cover_their_member_countries() -> None:
+    in_region = score(item("need", country="SEN"), item("offer", delivery_regions=["Western Africa"]))
+    assert not in_region.excluded
+    outside = score(item("need", country="KEN"), item("offer", delivery_regions=["Western Africa"], delivery_countries=["PER"]))
+    assert outside.excluded and any("does not deliver to KEN (only PER, Western Africa)" in r for r in outside.reasons)
+    assert not score(item("need", country="KIR"), item("offer", delivery_regions=["SIDS"])).excluded
