@@ -52,7 +52,7 @@ class RulesScorer:
     def _prepare(self, doc: dict[str, Any]) -> Prepared:
         key, revision = str(doc["_id"]), int(doc["revision"])
         held = self._prepared.get(key)
-        if held is None or held[0] != revision or held[1].usable != (doc.get("status") == "open"):
+        if held is None or held[0] != revision or held[1].open != (doc.get("status") == "open"):
             held = (revision, prepare(to_match_item(doc), self.rules))
             self._prepared[key] = held
         return held[1]

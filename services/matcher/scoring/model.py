@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class MatchItem(BaseModel):
@@ -32,6 +32,14 @@ class MatchItem(BaseModel):
     accepts_interpretation: bool = False
     triangular_partners: list[str] = Field(default_factory=list)
     embedding: list[float] | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        """A date without a zone is taken as UTC, so comparisons never mix naive and aware."""
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @classmethod
     def from_eval(cls, raw: dict[str, Any], kind: Literal["need", "offer"]) -> MatchItem:

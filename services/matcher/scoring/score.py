@@ -29,9 +29,12 @@ MODALITY_BIT = {c: i for i, c in enumerate(MODALITIES)}
 _LANG_BIT: dict[str, int] = {}
 
 
+OTHER_LANGUAGES_BIT = 62  # shared by every code past the first 62: pairs relying on it are checked exactly
+
+
 def _lang_bit(code: str) -> int:
     if code not in _LANG_BIT:
-        _LANG_BIT[code] = len(_LANG_BIT) % 63
+        _LANG_BIT[code] = min(len(_LANG_BIT), OTHER_LANGUAGES_BIT)
     return _LANG_BIT[code]
 
 
@@ -60,7 +63,8 @@ class Prepared:
     modalities: int
     sdgs: int
     languages: int
-    usable: bool
+    open: bool
+    expires_ts: float  # POSIX seconds, inf when it never expires
     geography: float
     vector: np.ndarray | None
     delivery: frozenset[str] = field(default_factory=frozenset)
@@ -77,12 +81,10 @@ def _geography_value(item: MatchItem, rules: Rules, countries: CountryLookup) ->
     return g.triangular if item.triangular_partners else g.other
 
 
-def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = None, now: datetime | None = None) -> Prepared:
+def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = None) -> Prepared:
     """Features of one item, computed once per revision. The vector stays raw: it is language-
     centred in the batch, against the corpus centroids of that moment."""
     lookup = countries or reference.country
-    now = now or datetime.now(UTC)
-    expired = item.expires_at is not None and item.expires_at <= now
     return Prepared(
         item=item,
         text=normalize(item_text(item)),
@@ -90,7 +92,8 @@ def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = Non
         modalities=_mask(item.modalities, MODALITY_BIT),
         sdgs=_mask([s - 1 for s in item.sdgs if 1 <= s <= 17], lambda b: b),
         languages=_mask(item.languages, _lang_bit),
-        usable=item.status == "open" and not expired,
+        open=item.status == "open",
+        expires_ts=item.expires_at.timestamp() if item.expires_at is not None else float("inf"),
         geography=_geography_value(item, rules, lookup),
         vector=np.asarray(item.embedding, dtype=np.float32) if item.embedding is not None else None,
         delivery=_delivery_area(item),
@@ -195,19 +198,20 @@ def _reasons(need: Prepared, offer: Prepared, batch: BatchScores, i: int) -> lis
     return out
 
 
-def _exclusions(need: Prepared, offer: Prepared) -> list[str]:
+def _exclusions(need: Prepared, offer: Prepared, now_ts: float) -> list[str]:
     n, o = need.item, offer.item
     reasons = []
-    if not need.usable:
-        reasons.append(f"need is not open (status {n.status}, or expired)")
-    if not offer.usable:
-        reasons.append(f"offer is not open (status {o.status}, or expired)")
+    for side, p in (("need", need), ("offer", offer)):
+        if not p.open:
+            reasons.append(f"{side} is not open (status {p.item.status})")
+        elif p.expires_ts <= now_ts:
+            reasons.append(f"{side} expired on {p.item.expires_at:%Y-%m-%d}")
     if n.organization_id == o.organization_id:
         reasons.append("need and offer belong to the same organization")
     if offer.delivery and n.country not in offer.delivery:
         where = ", ".join(sorted(o.delivery_countries) + sorted(o.delivery_regions)) or ", ".join(sorted(offer.delivery))
         reasons.append(f"the offer does not deliver to {n.country} (only {where})")
-    if not (need.languages & offer.languages) and not (n.accepts_interpretation or o.accepts_interpretation):
+    if not (set(n.languages) & set(o.languages)) and not (n.accepts_interpretation or o.accepts_interpretation):
         reasons.append(f"no common working language ({', '.join(n.languages)} vs {', '.join(o.languages)}) and no interpretation accepted")
     return reasons
 
@@ -227,7 +231,8 @@ class CandidateSet:
     modalities: np.ndarray
     sdgs: np.ndarray
     languages: np.ndarray
-    usable: np.ndarray
+    open: np.ndarray
+    expires: np.ndarray
     geography: np.ndarray
     orgs: np.ndarray
     countries: np.ndarray
@@ -252,7 +257,8 @@ class CandidateSet:
             lang_codes=list(codes),
             lang_index=lang_index,
             sectors=ints("sectors"), modalities=ints("modalities"), sdgs=ints("sdgs"), languages=ints("languages"),
-            usable=np.fromiter((p.usable for p in items), dtype=bool, count=n),
+            open=np.fromiter((p.open for p in items), dtype=bool, count=n),
+            expires=np.fromiter((p.expires_ts for p in items), dtype=np.float64, count=n),
             geography=np.fromiter((p.geography for p in items), dtype=np.float32, count=n),
             orgs=np.array([p.item.organization_id for p in items], dtype=object),
             countries=np.array([p.item.country for p in items], dtype=object),
@@ -279,8 +285,10 @@ def _centred_cosines(one: Prepared, cset: CandidateSet, centroids: LanguageCentr
     return (numerator / (x_norm * o_norm)).astype(np.float32)
 
 
-def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: LanguageCentroids | None = None) -> BatchScores:
-    """Score one item against every item of a candidate set of the other kind."""
+def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: LanguageCentroids | None = None,
+                  now: datetime | None = None) -> BatchScores:
+    """Score one item against every item of a candidate set of the other kind, at `now` (expiry)."""
+    now_ts = (now or datetime.now(UTC)).timestamp()
     n = len(cset.items)
     tables = _Tables.of(rules)
     one_is_need = one.item.kind == "need"
@@ -319,7 +327,10 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
     total = sum(tables.weights[k] * v for k, v in components.items())
 
     # hard filters: vectorised flags first, reasons in words only for the pairs they exclude
-    flagged = ~(cset.usable & one.usable) | ((cset.languages & one.languages) == 0) | (cset.orgs == one.item.organization_id)
+    one_usable = one.open and one.expires_ts > now_ts
+    usable = cset.open & (cset.expires > now_ts) & one_usable
+    # a common bit below OTHER_LANGUAGES_BIT is a common language; anything else is checked exactly
+    flagged = ~usable | ((cset.languages & one.languages & ~(1 << OTHER_LANGUAGES_BIT)) == 0) | (cset.orgs == one.item.organization_id)
     if one_is_need:
         for i in np.flatnonzero(cset.has_delivery):
             flagged[i] |= one.item.country not in cset.items[i].delivery
@@ -328,7 +339,7 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
     reasons: dict[int, list[str]] = {}
     excluded = np.zeros(n, dtype=bool)
     for i in np.flatnonzero(flagged):
-        why = _exclusions(needs[i], offers[i])
+        why = _exclusions(needs[i], offers[i], now_ts)
         if why:
             reasons[int(i)] = why
             excluded[i] = True
@@ -336,16 +347,17 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
     return BatchScores(needs, offers, rules, total, excluded, components, cosine, reasons)
 
 
-def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None) -> BatchScores:
+def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None,
+                   now: datetime | None = None) -> BatchScores:
     """Score pairs (needs[i], offers[i]) where one side is a single item repeated (the case of
     scoring, evaluation and score_pair). Vectors are language-centred with `centroids` (the corpus
     being matched); without them, with the shipped per-language priors alone."""
     if len(needs) != len(offers):
         raise ValueError("needs and offers must pair up")
     if needs and all(n is needs[0] for n in needs):
-        return score_against(needs[0], CandidateSet.build(offers), rules, centroids)
+        return score_against(needs[0], CandidateSet.build(offers), rules, centroids, now)
     if offers and all(o is offers[0] for o in offers):
-        return score_against(offers[0], CandidateSet.build(needs), rules, centroids)
+        return score_against(offers[0], CandidateSet.build(needs), rules, centroids, now)
     if not needs:
         return _empty(rules)
     raise ValueError("score_prepared needs one side to be a single item repeated; score other pairs one by one")
@@ -359,18 +371,18 @@ def _empty(rules: Rules) -> BatchScores:
 def score_pair(need: MatchItem, offer: MatchItem, rules: Rules, countries: CountryLookup | None = None,
                now: datetime | None = None, centroids: LanguageCentroids | None = None) -> Score:
     """Score one pair; the same numbers as the batch functions give for it."""
-    return score_prepared([prepare(need, rules, countries, now)], [prepare(offer, rules, countries, now)], rules, centroids).score(0)
+    return score_prepared([prepare(need, rules, countries)], [prepare(offer, rules, countries)], rules, centroids, now).score(0)
 
 
 def score_need_against_offers(need: MatchItem, offers: list[MatchItem], rules: Rules, countries: CountryLookup | None = None,
                               now: datetime | None = None, centroids: LanguageCentroids | None = None) -> list[Score]:
-    p = prepare(need, rules, countries, now)
-    batch = score_prepared([p] * len(offers), [prepare(o, rules, countries, now) for o in offers], rules, centroids)
+    p = prepare(need, rules, countries)
+    batch = score_prepared([p] * len(offers), [prepare(o, rules, countries) for o in offers], rules, centroids, now)
     return [batch.score(i) for i in range(len(offers))]
 
 
 def score_offer_against_needs(offer: MatchItem, needs: list[MatchItem], rules: Rules, countries: CountryLookup | None = None,
                               now: datetime | None = None, centroids: LanguageCentroids | None = None) -> list[Score]:
-    p = prepare(offer, rules, countries, now)
-    batch = score_prepared([prepare(n, rules, countries, now) for n in needs], [p] * len(needs), rules, centroids)
+    p = prepare(offer, rules, countries)
+    batch = score_prepared([prepare(n, rules, countries) for n in needs], [p] * len(needs), rules, centroids, now)
     return [batch.score(i) for i in range(len(needs))]

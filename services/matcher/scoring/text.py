@@ -30,11 +30,32 @@ _jieba_lock = threading.Lock()
 _jieba_ready = False
 
 
+_ARABIC_DIACRITICS = re.compile(r"[\u064B-\u065F\u0670\u0640]")  # tashkeel, dagger alif, tatweel
+_ARABIC_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ؤ": "و", "ئ": "ي"})
+_ARABIC_PREFIX = re.compile(r"^(?:وال|بال|كال|فال|لل|ال)(?=\w{3,})")
+
+
+def _is_latin(ch: str) -> bool:
+    return ch.isascii() or "LATIN" in unicodedata.name(ch, "")
+
+
 def fold(text: str) -> str:
-    """Case- and accent-fold Latin/Cyrillic text; CJK and Arabic letters are kept."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return unicodedata.normalize("NFC", stripped).casefold()
+    """Case-fold; strip accents from Latin letters only (é → e, but Cyrillic й and ё stay letters);
+    normalise Arabic letter variants and drop its diacritics. CJK is kept as is."""
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFC", text):
+        if not ch.isascii() and ch.isalpha() and _is_latin(ch):
+            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+            out.append(base or ch)
+        else:
+            out.append(ch)
+    folded = "".join(out).casefold()
+    return _ARABIC_DIACRITICS.sub("", folded).translate(_ARABIC_LETTERS)
+
+
+def _arabic_stem(word: str) -> str:
+    """Drop the article and its common proclitics (وال, بال, ...) so التدريب ~ تدريب ~ والتدريب."""
+    return _ARABIC_PREFIX.sub("", word)
 
 
 def _jieba():  # type: ignore[no-untyped-def]
@@ -58,7 +79,7 @@ def tokens(text: str) -> list[str]:
         if _HAN.search(word):
             out += [t for t in _jieba().lcut(word) if t.strip() and t not in STOP_WORDS]
         elif len(word) > 1 and word not in STOP_WORDS and not word.isdigit():
-            out.append(word)
+            out.append(_arabic_stem(word) if "\u0600" <= word[0] <= "\u06ff" else word)
     return out
 
 

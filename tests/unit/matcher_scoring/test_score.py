@@ -60,7 +60,8 @@ def test_a_good_pair_scores_high_and_its_explanation_adds_up() -> None:
         ({}, {"organization_id": "need-org"}, "same organization"),
         ({"status": "closed"}, {}, "need is not open"),
         ({}, {"status": "withdrawn"}, "offer is not open"),
-        ({"expires_at": datetime.now(UTC) - timedelta(days=1)}, {}, "need is not open"),
+        ({"expires_at": datetime.now(UTC) - timedelta(days=1)}, {}, "need expired on"),
+        ({}, {"expires_at": datetime(2020, 1, 1)}, "offer expired on 2020-01-01"),  # naive: taken as UTC
         ({}, {"delivery_countries": ["PER", "BOL"]}, "does not deliver to UGA (only BOL, PER)"),
         ({"languages": ["fr"]}, {"languages": ["pt"]}, "no common working language (fr vs pt)"),
     ],
@@ -141,3 +142,23 @@ def test_delivery_regions_cover_their_member_countries() -> None:
     outside = score(item("need", country="KEN"), item("offer", delivery_regions=["Western Africa"], delivery_countries=["PER"]))
     assert outside.excluded and any("does not deliver to KEN (only PER, Western Africa)" in r for r in outside.reasons)
     assert not score(item("need", country="KIR"), item("offer", delivery_regions=["SIDS"])).excluded
+
+
+def test_expiry_is_judged_when_scoring_not_when_prepared() -> None:
+    from services.matcher.scoring import CandidateSet, prepare, score_against
+
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    need = prepare(item("need"), RULES)
+    offers = CandidateSet.build([prepare(item("offer", expires_at=soon), RULES)])
+    assert not score_against(need, offers, RULES, NO_CENTRING).excluded[0]
+    later = score_against(need, offers, RULES, NO_CENTRING, now=soon + timedelta(minutes=1))
+    assert later.excluded[0] and "offer expired on" in later.score(0).reasons[0]
+
+
+def test_more_than_sixty_two_languages_never_fake_a_common_one() -> None:
+    rare = [f"x{i}" for i in range(70)]  # exhausts the language bits
+    need = item("need", languages=rare[:35])
+    offer = item("offer", languages=rare[35:])
+    s = score(need, offer)
+    assert s.excluded and any("no common working language" in r for r in s.reasons)
+    assert not score(need, item("offer", languages=[rare[-1], rare[0]])).excluded

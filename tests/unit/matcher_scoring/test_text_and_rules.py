@@ -22,6 +22,13 @@ def test_case_accents_and_stop_words_are_folded_away() -> None:
     assert normalize("Formação de técnicos para as cooperativas") == "formacao tecnicos cooperativas"
     assert normalize("Capacitación de los técnicos y las cooperativas") == "capacitacion tecnicos cooperativas"
     assert "и" not in tokens("Обучение и подготовка кадров")
+    assert normalize("Обучение учителей") == "обучение учителей"  # й is a letter, not an accented и
+
+
+def test_arabic_article_and_letter_variants_are_normalised() -> None:
+    assert tokens("التدريب") == tokens("والتدريب") == tokens("تدريب")
+    assert tokens("إدارة") == tokens("ادارة")
+    assert tokens("المدرسة")[0] == tokens("مدرسه")[0]
 
 
 def write(tmp_path: Path, text: str) -> Path:
