@@ -40,6 +40,7 @@ class ItemPayload(_Strict):
     keywords: list[str] = Field(max_length=50)
     text_language: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
     sdgs: list[int] = Field(min_length=1)
+    sdg_targets: list[str] = Field(default_factory=list)
     sectors: list[str]
     modalities: list[str]
     languages: list[str]

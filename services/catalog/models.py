@@ -48,6 +48,15 @@ def _region(name: str) -> str:
     return name
 
 
+SDG_TARGET = re.compile(r"^(1[0-7]|[1-9])\.([1-9][0-9]?|[a-d])$")
+
+
+def _sdg_target(code: str) -> str:
+    if not SDG_TARGET.match(code):
+        raise ValueError(f"{code!r} is not an SDG target such as '2.4' or '17.a'")
+    return code
+
+
 def _language(code: str) -> str:
     if not ISO639_1.match(code):
         raise ValueError(f"{code!r} is not an ISO 639-1 language code such as 'fr'")
@@ -131,6 +140,7 @@ class ItemFields(_Input):
     description: Description
     keywords: Annotated[list[Keyword], Field(max_length=30)] = []
     sdgs: Annotated[list[Sdg], Field(min_length=1, max_length=17), AfterValidator(_unique)]
+    sdg_targets: Annotated[list[Annotated[str, AfterValidator(_sdg_target)]], Field(max_length=30), AfterValidator(_unique)] = []
     sectors: Annotated[list[SectorCode], Field(min_length=1, max_length=8), AfterValidator(_unique)]
     modalities: Annotated[list[ModalityCode], Field(min_length=1, max_length=9), AfterValidator(_unique)]
     languages: Annotated[list[LanguageCode], Field(min_length=1, max_length=10), AfterValidator(_unique)]
@@ -141,6 +151,13 @@ class ItemFields(_Input):
     accepts_interpretation: Flag = False
     gender_responsive: Flag = False
     attributes: Attributes = {}
+
+    @model_validator(mode="after")
+    def _targets_of_listed_goals(self) -> ItemFields:
+        stray = [t for t in self.sdg_targets if int(t.split(".")[0]) not in self.sdgs]
+        if stray:
+            raise ValueError(f"sdg_targets {', '.join(stray)} belong to goals not listed in sdgs")
+        return self
 
     @model_validator(mode="after")
     def _aware_expiry(self) -> ItemFields:
@@ -277,6 +294,7 @@ class ItemOut(_Output):
     description: str
     keywords: list[str] = []
     sdgs: list[int]
+    sdg_targets: list[str] = []
     sectors: list[str]
     modalities: list[str]
     languages: list[str]

@@ -231,3 +231,15 @@ async def test_offers_accept_delivery_regions_and_refuse_unknown_ones(api: Api) 
     assert ok.status_code == 201 and ok.json()["delivery_regions"] == ["Western Africa", "SIDS"]
     bad = await api.client.post("/v1/offers", json={**OFFER, "delivery_regions": ["Atlantis"]}, headers=provider)
     assert bad.status_code == 422 and "$.delivery_regions[0]" in [d["path"] for d in error(bad)["details"]]
+
+
+async def test_sdg_targets_are_validated_against_their_goals(api: Api) -> None:
+    _, office = await api.org()
+    ok = await api.client.post("/v1/needs", json={**NEED, "sdgs": [2, 17], "sdg_targets": ["2.4", "17.a"]}, headers=office)
+    assert ok.status_code == 201 and ok.json()["sdg_targets"] == ["2.4", "17.a"]
+    event = await api.app.state.store.outbox.find_one({"key": ok.json()["id"]})
+    assert event["event"]["payload"]["sdg_targets"] == ["2.4", "17.a"]
+    stray = await api.client.post("/v1/needs", json={**NEED, "sdgs": [2], "sdg_targets": ["6.1"]}, headers=office)
+    assert stray.status_code == 422 and "6.1" in json.dumps(error(stray)["details"])
+    bad = await api.client.post("/v1/needs", json={**NEED, "sdg_targets": ["2.x"]}, headers=office)
+    assert bad.status_code == 422 and "$.sdg_targets[0]" in [d["path"] for d in error(bad)["details"]]
