@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0, validation_alias=_env("SSMATCH_WEBHOOK_TIMEOUT_S"))
     webhook_backoff_base_s: float = Field(1.0, ge=0, validation_alias=_env("SSMATCH_WEBHOOK_BACKOFF_BASE_S"))
     delivery_poll_interval_s: float = Field(1.0, gt=0, validation_alias=_env("SSMATCH_DELIVERY_POLL_INTERVAL_S"))
+    expiry_scan_interval_s: float = Field(3600.0, gt=0, validation_alias=_env("SSMATCH_EXPIRY_SCAN_INTERVAL_S"))
+    expiry_reminder_days: int = Field(7, ge=1, le=90, validation_alias=_env("SSMATCH_EXPIRY_REMINDER_DAYS"))
     public_catalog_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("SSMATCH_PUBLIC_CATALOG_URL"))
 
     matcher_rules_file: str | None = Field(None, validation_alias=_env("SSMATCH_RULES_FILE"))

@@ -31,6 +31,9 @@ def template_context(alert: Alert, org: dict[str, Any] | None, orgs: dict[str, d
         "url": f"{base_url}/v1/matches/{alert.match_id}",
         "recipient_name": ((org or {}).get("contact") or {}).get("name") or (org or {}).get("name"),
     }
+    if alert.kind == "expiry_reminder":
+        ctx.update(item_kind=data["item_kind"], days=data["days"], item_title=data.get("item_title"), expires_on=data.get("expires_at"),
+                   url=f"{base_url}/v1/{data['item_kind']}s/{data['item_id']}")
     if alert.kind == "match_lifecycle":
         reporter = orgs.get(data.get("reported_by") or "", {})
         ctx.update(event=data.get("event"), counterpart_organization=reporter.get("name") or "a broker")
@@ -60,7 +63,7 @@ def plan_deliveries(
         base = {
             "organization_id": alert.organization_id, "kind": alert.kind, "match_id": alert.match_id, "event_id": event_id,
             "status": "pending", "attempts": 0, "created_at": now, "lease_until": None,
-            "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
+            "source": {"topic": record.topic, "partition": record.partition, "offset": record.offset} if record is not None else {},
         }
         if "webhook" in decision.channels:
             payload = {"kind": alert.kind, "match_id": alert.match_id, "organization_id": alert.organization_id, "data": alert.data, "event_id": event_id}

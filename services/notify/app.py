@@ -13,6 +13,7 @@ from services.notify.agents import notify_consumer
 from services.notify.api import router
 from services.notify.delivery import DeliveryStore, DeliveryWorker
 from services.notify.inbox import InboxStore
+from services.notify.reminders import ExpiryReminder
 from services.notify.subscriptions import SubscriptionStore
 from ssmatch.auth import TokenAuthority
 from ssmatch.http import CorrelationIdMiddleware, install_error_handlers
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog_db = client.get_database(settings.catalog_db)
         worker = DeliveryWorker(settings, deliveries, subscriptions, catalog_db)
         consumer = notify_consumer(settings, inbox, catalog_db, subscriptions, deliveries, on_planned=worker.wake)
+        reminder = ExpiryReminder(settings, catalog_db, inbox, subscriptions, deliveries, on_planned=worker.wake)
+        app.state.reminder = reminder
         app.state.settings = settings
         app.state.inbox = inbox
         app.state.subscriptions = subscriptions
@@ -44,12 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.authority = TokenAuthority(catalog_db, settings.admin_token)
         consumer.start()
         worker.start()
+        reminder.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
             await consumer.stop()
+            await reminder.stop()
             await worker.stop()
             await client.close()
 

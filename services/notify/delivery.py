@@ -124,8 +124,15 @@ class DeliveryWorker:
             try:
                 due = await self.deliveries.claim_due(100)
                 if due:
+                    digests: dict[tuple[str, str], list[dict[str, Any]]] = {}
+                    single = []
+                    for d in due:
+                        if d["channel"] == "email" and d.get("digest"):
+                            digests.setdefault((d["organization_id"], d["target"]), []).append(d)
+                        else:
+                            single.append(d)
                     # concurrently: a slow or dead endpoint does not hold up the others
-                    await asyncio.gather(*(self._deliver(d) for d in due))
+                    await asyncio.gather(*(self._deliver(d) for d in single), *(self._deliver_digest(g) for g in digests.values()))
                     continue
             except asyncio.CancelledError:
                 raise
@@ -178,6 +185,35 @@ class DeliveryWorker:
             return
         self.sent_total += 1
         await self.deliveries.finish(d["_id"], "sent", attempts, None)
+
+    async def _deliver_digest(self, group: list[dict[str, Any]]) -> None:
+        """Due digest e-mails of one recipient, as one message listing every match."""
+        if self.smtp is None:
+            for d in group:
+                await self.deliveries.finish(d["_id"], "cancelled", 0, "e-mail is not configured")
+            return
+        first = group[0]
+        context = {
+            "matches": [d["context"] for d in group],
+            "url": f"{self.settings.public_catalog_url}/v1/matches?status=proposed",
+            "recipient_name": first["context"].get("recipient_name"),
+        }
+        rendered = render("digest", first.get("language") or "en", context)
+        message_id = "digest:" + ":".join(sorted(d["_id"] for d in group))[:180]
+        message = build_message(first["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender, message_id=message_id)
+        attempts = max(d.get("attempts", 0) for d in group) + 1
+        try:
+            await send_email(self.smtp, message)
+        except EmailSendError as exc:
+            for d in group:
+                if exc.transient and attempts < EMAIL_MAX_ATTEMPTS:
+                    await self.deliveries.finish(d["_id"], "pending", attempts, str(exc), now() + timedelta(seconds=30 * 2**attempts))
+                else:
+                    await self._fail(d, attempts, f"digest e-mail to {d['target']}: {exc}")
+            return
+        self.sent_total += len(group)
+        for d in group:  # marked only after the send: a crash before this re-sends, never loses
+            await self.deliveries.finish(d["_id"], "sent", attempts, None)
 
     async def _fail(self, d: dict[str, Any], attempts: int, reason: str) -> None:
         self.failed_total += 1

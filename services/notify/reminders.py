@@ -1,0 +1,95 @@
+"""Expiry reminders: owners hear N days before a need or offer expires, once per (item, expiry date).
+
+A periodic scan of the catalog's open items (read-only); the alert goes through the same inbox and
+delivery records as match alerts, so the unique keys there make a re-scan alert no one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.notify.agents import plan_deliveries
+from services.notify.delivery import DeliveryStore
+from services.notify.inbox import InboxStore
+from services.notify.rules import Alert
+from services.notify.subscriptions import SubscriptionStore
+from ssmatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reminder_alert(kind: str, doc: dict[str, Any], now: datetime) -> Alert:
+    expires: datetime = doc["expires_at"] if doc["expires_at"].tzinfo else doc["expires_at"].replace(tzinfo=UTC)
+    days = max(0, math.ceil((expires - now).total_seconds() / 86400))  # "in 3 days", not 2 days 23 h
+    return Alert(
+        organization_id=doc["organization_id"],
+        kind="expiry_reminder",
+        match_id=doc["_id"],
+        dedup_key=f"expiry:{doc['_id']}:{expires.date().isoformat()}",
+        data={"item_kind": kind, "item_id": doc["_id"], "item_title": doc.get("title"), "expires_at": expires.isoformat(), "days": days},
+    )
+
+
+class ExpiryReminder:
+    def __init__(self, settings: Settings, catalog_db: AsyncDatabase, inbox: InboxStore, subscriptions: SubscriptionStore,
+                 deliveries: DeliveryStore, on_planned: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.catalog_db = catalog_db
+        self.inbox = inbox
+        self.subscriptions = subscriptions
+        self.deliveries = deliveries
+        self.on_planned = on_planned
+        self._task: asyncio.Task[None] | None = None
+        self.reminded_total = 0
+
+    async def scan_once(self, now: datetime | None = None) -> int:
+        """Alert owners of open items expiring within the reminder window; returns new inbox entries."""
+        now = now or datetime.now(UTC)
+        horizon = now + timedelta(days=self.settings.expiry_reminder_days)
+        alerts: list[tuple[Alert, str, Any]] = []
+        for kind in ("need", "offer"):
+            async for doc in self.catalog_db[f"{kind}s"].find({"status": "open", "expires_at": {"$gt": now, "$lte": horizon}}):
+                alert = reminder_alert(kind, doc, now)
+                alerts.append((alert, alert.dedup_key, None))
+        if not alerts:
+            return 0
+        added = await self.inbox.add_many([(a, e) for a, e, _ in alerts])
+        org_ids = sorted({a.organization_id for a, _, _ in alerts})
+        prefs = await self.subscriptions.preferences_for(org_ids)
+        hooks: dict[str, list[dict[str, Any]]] = {}
+        async for hook in self.subscriptions.webhooks.find({"organization_id": {"$in": org_ids}, "active": True}):
+            hooks.setdefault(hook["organization_id"], []).append(hook)
+        orgs = {d["_id"]: d async for d in self.catalog_db["organizations"].find({"_id": {"$in": org_ids}})}
+        planned = plan_deliveries(alerts, prefs, hooks, orgs, self.settings.public_catalog_url, now)
+        if await self.deliveries.add_many(planned) and self.on_planned:
+            self.on_planned()
+        self.reminded_total += added
+        return added
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="expiry-reminder")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.scan_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - try again at the next scan
+                log.exception("expiry scan failed")
+            await asyncio.sleep(self.settings.expiry_scan_interval_s)
