@@ -18,36 +18,25 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from ssmatch.kafka import make_producer
 from ssmatch.settings import Settings
+from ssmatch.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundTask):
+    task_name = "outbox-relay"
+
     def __init__(self, outbox: AsyncCollection[dict[str, Any]], settings: Settings, batch_size: int = 200) -> None:
+        super().__init__()
         self.outbox = outbox
         self.settings = settings
         self.batch_size = batch_size
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
         self.published_total = 0
         self.errors_total = 0
         self.last_error: str | None = None
 
-    def wake(self) -> None:
-        """Called after a commit that added events, so they go out without waiting for the poll."""
-        self._wakeup.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+    async def _close(self) -> None:
         await self._close_producer()
 
     async def _close_producer(self) -> None:
@@ -123,8 +112,5 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self.settings.outbox_poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wakeup.clear()
+            # woken right after a commit that added events, else polls
+            await self.wait_for_wake(self.settings.outbox_poll_interval_s)

@@ -25,6 +25,7 @@ from services.notify.templates import render
 from ssmatch.events import DeadLetterPayload, make_event
 from ssmatch.kafka import DEADLETTER_TOPIC, make_producer
 from ssmatch.settings import Settings
+from ssmatch.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=120)
@@ -75,8 +76,11 @@ class DeliveryStore:
         await self.coll.update_one({"_id": delivery_id}, {"$set": fields})
 
 
-class DeliveryWorker:
+class DeliveryWorker(BackgroundTask):
+    task_name = "delivery-worker"
+
     def __init__(self, settings: Settings, deliveries: DeliveryStore, subscriptions: SubscriptionStore, catalog_db: Any) -> None:
+        super().__init__()
         self.settings = settings
         self.deliveries = deliveries
         self.subscriptions = subscriptions
@@ -96,25 +100,11 @@ class DeliveryWorker:
             if settings.smtp_host
             else None
         )
-        self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._wake = asyncio.Event()
         self.sent_total = 0
         self.failed_total = 0
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="delivery-worker")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+    async def _close(self) -> None:
         await self.sender.aclose()
         if self._producer is not None:
             await self._producer.stop()
@@ -138,11 +128,7 @@ class DeliveryWorker:
                 raise
             except Exception:  # noqa: BLE001 - keep the worker alive; claims expire and are retried
                 log.exception("delivery loop error")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.delivery_poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self.wait_for_wake(self.settings.delivery_poll_interval_s)
 
     async def _deliver(self, d: dict[str, Any]) -> None:
         try:

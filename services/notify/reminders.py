@@ -21,6 +21,7 @@ from services.notify.inbox import InboxStore
 from services.notify.rules import Alert
 from services.notify.subscriptions import SubscriptionStore
 from ssmatch.settings import Settings
+from ssmatch.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,18 @@ def reminder_alert(kind: str, doc: dict[str, Any], now: datetime) -> Alert:
     )
 
 
-class ExpiryReminder:
+class ExpiryReminder(BackgroundTask):
+    task_name = "expiry-reminder"
+
     def __init__(self, settings: Settings, catalog_db: AsyncDatabase, inbox: InboxStore, subscriptions: SubscriptionStore,
                  deliveries: DeliveryStore, on_planned: Callable[[], None] | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.catalog_db = catalog_db
         self.inbox = inbox
         self.subscriptions = subscriptions
         self.deliveries = deliveries
         self.on_planned = on_planned
-        self._task: asyncio.Task[None] | None = None
         self.reminded_total = 0
 
     async def scan_once(self, now: datetime | None = None) -> int:
@@ -73,17 +76,6 @@ class ExpiryReminder:
         self.reminded_total += added
         return added
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="expiry-reminder")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
     async def _run(self) -> None:
         while True:
             try:
@@ -92,4 +84,4 @@ class ExpiryReminder:
                 raise
             except Exception:  # noqa: BLE001 - try again at the next scan
                 log.exception("expiry scan failed")
-            await asyncio.sleep(self.settings.expiry_scan_interval_s)
+            await self.wait_for_wake(self.settings.expiry_scan_interval_s)
