@@ -80,6 +80,19 @@ def plan_deliveries(
     return out
 
 
+async def plan_for_alerts(
+    alerts: list[tuple[Alert, str, Any]], subscriptions: SubscriptionStore, catalog_db: AsyncDatabase, base_url: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Load what planning needs (preferences, webhooks, organizations) in three queries, then plan."""
+    org_ids = sorted({a.organization_id for a, _, _ in alerts} | {a.data.get(k) for a, _, _ in alerts for k in ("need_organization_id", "offer_organization_id", "reported_by") if a.data.get(k)})
+    prefs = await subscriptions.preferences_for(org_ids)
+    hooks: dict[str, list[dict[str, Any]]] = {}
+    async for hook in subscriptions.webhooks.find({"organization_id": {"$in": org_ids}, "active": True}):
+        hooks.setdefault(hook["organization_id"], []).append(hook)
+    orgs = {d["_id"]: d async for d in catalog_db["organizations"].find({"_id": {"$in": org_ids}})}
+    return plan_deliveries(alerts, prefs, hooks, orgs, base_url, now)
+
+
 def notify_consumer(
     settings: Settings,
     inbox: InboxStore,
@@ -97,13 +110,7 @@ def notify_consumer(
         await inbox.add_many([(a, e) for a, e, _ in alerts])
         if subscriptions is None or deliveries is None or not alerts:
             return
-        org_ids = sorted({a.organization_id for a, _, _ in alerts} | {a.data.get(k) for a, _, _ in alerts for k in ("need_organization_id", "offer_organization_id") if a.data.get(k)})
-        prefs = await subscriptions.preferences_for(org_ids)
-        hooks: dict[str, list[dict[str, Any]]] = {}
-        async for hook in subscriptions.webhooks.find({"organization_id": {"$in": org_ids}, "active": True}):
-            hooks.setdefault(hook["organization_id"], []).append(hook)
-        orgs = {d["_id"]: d async for d in catalog_db["organizations"].find({"_id": {"$in": org_ids}})}
-        planned = plan_deliveries(alerts, prefs, hooks, orgs, settings.public_catalog_url, datetime.now(UTC))
+        planned = await plan_for_alerts(alerts, subscriptions, catalog_db, settings.public_catalog_url, datetime.now(UTC))
         if await deliveries.add_many(planned) and on_planned:
             on_planned()
 

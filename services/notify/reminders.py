@@ -15,7 +15,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.notify.agents import plan_deliveries
+from services.notify.agents import plan_for_alerts
 from services.notify.delivery import DeliveryStore
 from services.notify.inbox import InboxStore
 from services.notify.rules import Alert
@@ -64,13 +64,7 @@ class ExpiryReminder(BackgroundTask):
         if not alerts:
             return 0
         added = await self.inbox.add_many([(a, e) for a, e, _ in alerts])
-        org_ids = sorted({a.organization_id for a, _, _ in alerts})
-        prefs = await self.subscriptions.preferences_for(org_ids)
-        hooks: dict[str, list[dict[str, Any]]] = {}
-        async for hook in self.subscriptions.webhooks.find({"organization_id": {"$in": org_ids}, "active": True}):
-            hooks.setdefault(hook["organization_id"], []).append(hook)
-        orgs = {d["_id"]: d async for d in self.catalog_db["organizations"].find({"_id": {"$in": org_ids}})}
-        planned = plan_deliveries(alerts, prefs, hooks, orgs, self.settings.public_catalog_url, now)
+        planned = await plan_for_alerts(alerts, self.subscriptions, self.catalog_db, self.settings.public_catalog_url, now)
         if await self.deliveries.add_many(planned) and self.on_planned:
             self.on_planned()
         self.reminded_total += added
