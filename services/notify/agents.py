@@ -74,7 +74,7 @@ def plan_deliveries(
         email = ((org or {}).get("contact") or {}).get("email")
         if "email" in decision.channels and email:
             out.append({**base, "_id": f"{alert.dedup_key}:{alert.organization_id}:email", "channel": "email", "target": email,
-                        "language": p.language or (org or {}).get("language", "en"), "digest": decision.digest,
+                        "language": p.language or (org or {}).get("language") or "en", "digest": decision.digest,
                         "context": template_context(alert, org, orgs, base_url), "payload": {"match_id": alert.match_id},
                         "deliver_at": now if "email" in decision.immediate_channels else decision.deliver_at})
     return out

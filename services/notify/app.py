@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "events_deadlettered_total": consumer.deadlettered_total,
             "deliveries_sent_total": worker.sent_total,
             "deliveries_failed_total": worker.failed_total,
+            "expiry_reminders_total": app.state.reminder.reminded_total,
+            "expiry_scans_total": app.state.reminder.scans_total,
         }
 
     return app

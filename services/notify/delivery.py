@@ -5,12 +5,20 @@ lost; the DeliveryWorker claims due records with a lease (a crashed worker's cla
 retried), delivers them concurrently so a slow endpoint holds up no one else, and marks them sent
 or failed. A delivery that fails for good goes to the dead-letter topic with the reason, and the
 webhook subscription records the failure.
+
+Every claim carries a fresh ``claim`` token and a record is only marked by the holder of its
+current claim: a worker whose lease ran out (and whose records another worker has since taken and
+perhaps sent) cannot put them back to pending, so a record marked sent stays sent.
+
+Due e-mail records planned for a digest go out as one message per (organization, address) with the
+``digest`` template (see ``digest.py``); each record of it is then marked like a single delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +28,7 @@ from pymongo.errors import BulkWriteError
 
 from services.notify.channels.email import EmailSendError, SmtpSettings, build_message, send_email
 from services.notify.channels.webhook import WebhookSender
+from services.notify.digest import digest_context, digest_language, digest_message_id, ordered, split_due
 from services.notify.subscriptions import SubscriptionStore
 from services.notify.templates import render
 from ssmatch.events import DeadLetterPayload, make_event
@@ -61,19 +70,27 @@ class DeliveryStore:
         ).sort("deliver_at", ASCENDING).limit(limit).to_list(limit)
         claimed = []
         for doc in due:
+            claim = uuid.uuid4().hex
             res = await self.coll.update_one(
                 {"_id": doc["_id"], "status": doc["status"], "lease_until": doc.get("lease_until")},
-                {"$set": {"status": "sending", "lease_until": t + LEASE}},
+                {"$set": {"status": "sending", "lease_until": t + LEASE, "claim": claim}},
             )
             if res.modified_count:
-                claimed.append(doc)
+                claimed.append({**doc, "status": "sending", "lease_until": t + LEASE, "claim": claim})
         return claimed
 
-    async def finish(self, delivery_id: str, status: str, attempts: int, error: str | None, retry_at: datetime | None = None) -> None:
+    async def finish(
+        self, delivery_id: str, status: str, attempts: int, error: str | None, retry_at: datetime | None = None, claim: str | None = None
+    ) -> bool:
+        """Mark a delivery; with ``claim``, only while that claim is still the record's current one
+        (returns False when another worker has taken it over since)."""
         fields: dict[str, Any] = {"status": status, "attempts": attempts, "last_error": error, "updated_at": now(), "lease_until": None}
         if retry_at is not None:
             fields["deliver_at"] = retry_at
-        await self.coll.update_one({"_id": delivery_id}, {"$set": fields})
+        query: dict[str, Any] = {"_id": delivery_id}
+        if claim is not None:
+            query.update(claim=claim, status="sending")
+        return (await self.coll.update_one(query, {"$set": fields})).matched_count == 1
 
 
 class DeliveryWorker(BackgroundTask):
@@ -114,13 +131,7 @@ class DeliveryWorker(BackgroundTask):
             try:
                 due = await self.deliveries.claim_due(100)
                 if due:
-                    digests: dict[tuple[str, str], list[dict[str, Any]]] = {}
-                    single = []
-                    for d in due:
-                        if d["channel"] == "email" and d.get("digest"):
-                            digests.setdefault((d["organization_id"], d["target"]), []).append(d)
-                        else:
-                            single.append(d)
+                    single, digests = split_due(due)
                     # concurrently: a slow or dead endpoint does not hold up the others
                     await asyncio.gather(*(self._deliver(d) for d in single), *(self._deliver_digest(g) for g in digests.values()))
                     continue
@@ -138,25 +149,37 @@ class DeliveryWorker(BackgroundTask):
                 await self._deliver_email(d)
         except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the batch
             log.exception("delivery failed unexpectedly", extra={"delivery": d["_id"]})
-            await self.deliveries.finish(d["_id"], "pending", d.get("attempts", 0) + 1, repr(exc), now() + timedelta(seconds=30))
+            await self._retry_or_fail(d, d.get("attempts", 0) + 1, repr(exc), True)
+
+    async def _finish(self, d: dict[str, Any], status: str, attempts: int, error: str | None, retry_at: datetime | None = None) -> bool:
+        ok = await self.deliveries.finish(d["_id"], status, attempts, error, retry_at, claim=d.get("claim"))
+        if not ok:
+            log.warning("delivery was taken over by another claim; not marking it %s", status, extra={"delivery": d["_id"]})
+        return ok
+
+    async def _retry_or_fail(self, d: dict[str, Any], attempts: int, reason: str, transient: bool) -> None:
+        if transient and attempts < EMAIL_MAX_ATTEMPTS:
+            await self._finish(d, "pending", attempts, reason, now() + timedelta(seconds=30 * 2**attempts))
+        else:
+            await self._fail(d, attempts, reason)
 
     async def _deliver_webhook(self, d: dict[str, Any]) -> None:
         hook = await self.subscriptions.webhooks.find_one({"_id": d["target"], "active": True})
         if hook is None or hook["organization_id"] != d["organization_id"]:
             # never deliver to an address the organization did not register (or has removed)
-            await self.deliveries.finish(d["_id"], "cancelled", d.get("attempts", 0), "subscription removed")
+            await self._finish(d, "cancelled", d.get("attempts", 0), "subscription removed")
             return
         result = await self.sender.deliver(hook["url"], hook["secret"], d["payload"], d["_id"])
         await self.subscriptions.record_result(hook["_id"], result.ok, result.status_code, result.error)
         if result.ok:
             self.sent_total += 1
-            await self.deliveries.finish(d["_id"], "sent", result.attempts, None)
+            await self._finish(d, "sent", result.attempts, None)
         else:
             await self._fail(d, result.attempts, f"webhook {hook['url']}: {result.error}")
 
     async def _deliver_email(self, d: dict[str, Any]) -> None:
         if self.smtp is None:
-            await self.deliveries.finish(d["_id"], "cancelled", 0, "e-mail is not configured")
+            await self._finish(d, "cancelled", 0, "e-mail is not configured")
             return
         rendered = render(d["kind"], d.get("language") or "en", d["context"])
         message = build_message(d["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender, message_id=d["_id"])
@@ -164,46 +187,46 @@ class DeliveryWorker(BackgroundTask):
         try:
             await send_email(self.smtp, message)
         except EmailSendError as exc:
-            if exc.transient and attempts < EMAIL_MAX_ATTEMPTS:
-                await self.deliveries.finish(d["_id"], "pending", attempts, str(exc), now() + timedelta(seconds=30 * 2**attempts))
-            else:
-                await self._fail(d, attempts, f"e-mail to {d['target']}: {exc}")
+            await self._retry_or_fail(d, attempts, f"e-mail to {d['target']}: {exc}", exc.transient)
             return
         self.sent_total += 1
-        await self.deliveries.finish(d["_id"], "sent", attempts, None)
+        await self._finish(d, "sent", attempts, None)
 
     async def _deliver_digest(self, group: list[dict[str, Any]]) -> None:
-        """Due digest e-mails of one recipient, as one message listing every match."""
+        """Due digest records of one (organization, address), as ONE message listing every match.
+
+        Every record is marked only after the send, each under its own claim: a crash in between
+        re-sends the digest (at-least-once), and a record marked sent is never in a later digest.
+        """
+        group = ordered(group)
         if self.smtp is None:
             for d in group:
-                await self.deliveries.finish(d["_id"], "cancelled", 0, "e-mail is not configured")
+                await self._finish(d, "cancelled", 0, "e-mail is not configured")
             return
-        first = group[0]
-        context = {
-            "matches": [d["context"] for d in group],
-            "url": f"{self.settings.public_catalog_url}/v1/matches?status=proposed",
-            "recipient_name": first["context"].get("recipient_name"),
-        }
-        rendered = render("digest", first.get("language") or "en", context)
-        message_id = "digest:" + ":".join(sorted(d["_id"] for d in group))[:180]
-        message = build_message(first["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender, message_id=message_id)
         attempts = max(d.get("attempts", 0) for d in group) + 1
         try:
+            rendered = render("digest", digest_language(group), digest_context(group, self.settings.public_catalog_url))
+            message = build_message(group[0]["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender,
+                                    message_id=digest_message_id(group))
             await send_email(self.smtp, message)
         except EmailSendError as exc:
             for d in group:
-                if exc.transient and attempts < EMAIL_MAX_ATTEMPTS:
-                    await self.deliveries.finish(d["_id"], "pending", attempts, str(exc), now() + timedelta(seconds=30 * 2**attempts))
-                else:
-                    await self._fail(d, attempts, f"digest e-mail to {d['target']}: {exc}")
+                await self._retry_or_fail(d, attempts, f"digest e-mail to {d['target']}: {exc}", exc.transient)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a record whose context cannot be rendered
+            log.exception("digest failed unexpectedly", extra={"deliveries": [d["_id"] for d in group]})
+            for d in group:
+                await self._retry_or_fail(d, attempts, f"digest e-mail to {d['target']}: {exc!r}", True)
             return
         self.sent_total += len(group)
-        for d in group:  # marked only after the send: a crash before this re-sends, never loses
-            await self.deliveries.finish(d["_id"], "sent", attempts, None)
+        log.info("digest sent", extra={"organization_id": group[0]["organization_id"], "matches": len(group)})
+        for d in group:
+            await self._finish(d, "sent", attempts, None)
 
     async def _fail(self, d: dict[str, Any], attempts: int, reason: str) -> None:
+        if not await self._finish(d, "failed", attempts, reason):
+            return  # another worker holds it now and will decide
         self.failed_total += 1
-        await self.deliveries.finish(d["_id"], "failed", attempts, reason)
         try:
             if self._producer is None:
                 self._producer = make_producer(self.settings, client_id="notify-delivery-dlq")

@@ -76,7 +76,8 @@ class Preferences(BaseModel):
     digest_time: time = Field(time(8, 0), description="Local time windows are aligned to; a daily digest goes out then.")
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
-    language: str = Field("en", min_length=2, max_length=16)
+    # None: the organization's own language (from the catalog), English if it has none
+    language: str | None = Field(None, min_length=2, max_length=16)
 
     @field_validator("channels")
     @classmethod
@@ -95,8 +96,8 @@ class Preferences(BaseModel):
 
     @field_validator("language")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.strip().replace("_", "-").lower()
+    def _lower(cls, value: str | None) -> str | None:
+        return value.strip().replace("_", "-").lower() if value is not None else None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -2,6 +2,10 @@
 
 A periodic scan of the catalog's open items (read-only); the alert goes through the same inbox and
 delivery records as match alerts, so the unique keys there make a re-scan alert no one twice.
+
+Every scan re-plans the deliveries of every item in the window (their ids make that a no-op for the
+ones already planned), so a scan that stopped between the inbox write and the delivery write is
+completed by the next one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from ssmatch.settings import Settings
 from ssmatch.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
+#: Alerts planned per write (bounds memory and the size of one `$in` query).
+CHUNK = 500
+PROJECTION = {"_id": 1, "organization_id": 1, "title": 1, "expires_at": 1}
 
 
 def reminder_alert(kind: str, doc: dict[str, Any], now: datetime) -> Alert:
@@ -51,23 +58,37 @@ class ExpiryReminder(BackgroundTask):
         self.deliveries = deliveries
         self.on_planned = on_planned
         self.reminded_total = 0
+        self.scans_total = 0
 
     async def scan_once(self, now: datetime | None = None) -> int:
         """Alert owners of open items expiring within the reminder window; returns new inbox entries."""
         now = now or datetime.now(UTC)
         horizon = now + timedelta(days=self.settings.expiry_reminder_days)
-        alerts: list[tuple[Alert, str, Any]] = []
+        added = 0
+        chunk: list[tuple[Alert, str, Any]] = []
         for kind in ("need", "offer"):
-            async for doc in self.catalog_db[f"{kind}s"].find({"status": "open", "expires_at": {"$gt": now, "$lte": horizon}}):
+            query = {"status": "open", "expires_at": {"$gt": now, "$lte": horizon}}
+            async for doc in self.catalog_db[f"{kind}s"].find(query, PROJECTION):
+                if not doc.get("organization_id") or not isinstance(doc.get("expires_at"), datetime):
+                    continue  # no owner to tell (or a malformed date): skip it, not the whole scan
                 alert = reminder_alert(kind, doc, now)
-                alerts.append((alert, alert.dedup_key, None))
-        if not alerts:
-            return 0
+                chunk.append((alert, alert.dedup_key, None))
+                if len(chunk) >= CHUNK:
+                    added += await self._alert(chunk, now)
+                    chunk = []
+        if chunk:
+            added += await self._alert(chunk, now)
+        self.scans_total += 1
+        self.reminded_total += added
+        if added:
+            log.info("expiry reminders", extra={"new": added})
+        return added
+
+    async def _alert(self, alerts: list[tuple[Alert, str, Any]], now: datetime) -> int:
         added = await self.inbox.add_many([(a, e) for a, e, _ in alerts])
         planned = await plan_for_alerts(alerts, self.subscriptions, self.catalog_db, self.settings.public_catalog_url, now)
         if await self.deliveries.add_many(planned) and self.on_planned:
             self.on_planned()
-        self.reminded_total += added
         return added
 
     async def _run(self) -> None:

@@ -24,7 +24,7 @@ def test_defaults_are_inbox_only_and_immediate() -> None:
     prefs = Preferences()
     assert prefs.channels == ["inbox"]
     assert prefs.mode == "immediate" and prefs.quiet_hours is None
-    assert prefs.language == "en" and prefs.timezone == "UTC"
+    assert prefs.language is None and prefs.timezone == "UTC"  # None: the organization's own language
     d = decide(prefs, "match_proposed", 0.4, NOW)
     assert d == Decision(channels=["inbox"], deliver_at=NOW, digest=False, immediate_channels=["inbox"])
 

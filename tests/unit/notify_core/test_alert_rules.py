@@ -45,3 +45,24 @@ def test_lifecycle_steps_reach_the_other_side_and_brokers_not_the_reporter() -> 
     done = p.model_copy(update={"event": "completed", "reported_by": "b1"})
     keys = {a.dedup_key for a in alerts_for(make_event("match.lifecycle", "match", "n.f", done, producer="t"), done, ["b1"])}
     assert keys == {"match_lifecycle:n.f:completed"}
+
+
+def test_email_language_is_the_preference_else_the_organizations_own() -> None:
+    from datetime import UTC, datetime
+
+    from services.notify.agents import plan_deliveries
+    from services.notify.preferences import Preferences
+    from services.notify.rules import Alert
+
+    alert = Alert("o1", "match_rejected", "n.f", "match_decided:n.f", {"need_title": "N", "offer_title": "F"})
+    orgs = {"o1": {"_id": "o1", "name": "Ministère", "language": "fr", "contact": {"name": "Awa", "email": "awa@x.sn"}}}
+    now = datetime.now(UTC)
+
+    def lang(prefs: Preferences) -> str:
+        (record,) = plan_deliveries([(alert, "e1", None)], {"o1": prefs}, {}, orgs, "http://c", now)
+        return record["language"]
+
+    assert lang(Preferences(channels=["inbox", "email"])) == "fr"
+    assert lang(Preferences(channels=["inbox", "email"], language="es")) == "es"
+    orgs["o1"].pop("language")
+    assert lang(Preferences(channels=["inbox", "email"])) == "en"
