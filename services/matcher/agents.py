@@ -50,12 +50,11 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
             if not payloads:
                 continue
             changed, _ = await service.ingest(payloads)
-            for kind, item_id in dict.fromkeys(changed):
-                token = correlation_id.set(f"rescore-{item_id}")
-                try:
-                    for out in await service.rescore(kind, item_id):
-                        await topics["matches"].send(key=out.entity_id.encode(), value=out.to_bytes())
-                        runtime.proposed_total += out.type == "match.proposed"
-                finally:
-                    correlation_id.reset(token)
+            token = correlation_id.set(f"rescore-{changed[0][1]}" if changed else "rescore")
+            try:
+                for out in await service.rescore_batch(changed):
+                    await topics["matches"].send(key=out.entity_id.encode(), value=out.to_bytes())
+                    runtime.proposed_total += out.type == "match.proposed"
+            finally:
+                correlation_id.reset(token)
             runtime.processed_total += len(payloads)

@@ -153,15 +153,25 @@ class MatcherService:
 
     async def rescore(self, kind: str, item_id: str) -> list[Envelope]:
         """Propose the best pairs for one item and retract its proposals that no longer hold."""
+        return await self.rescore_batch([(kind, item_id)])
+
+    async def rescore_batch(self, changed: list[tuple[str, str]]) -> list[Envelope]:
+        """Rescore the items a batch changed: one state refresh and one candidate list per kind for
+        the whole batch (the scorer builds its candidate matrix once per list), not per item."""
         await self.state.refresh()
+        candidates = {kind: self.state.candidates(kind) for kind in ("need", "offer")}
+        events: list[Envelope] = []
+        for kind, item_id in dict.fromkeys(changed):
+            events += await self._rescore(kind, item_id, candidates["offer" if kind == "need" else "need"])
+        return events
+
+    async def _rescore(self, kind: str, item_id: str, candidates: list[dict[str, Any]]) -> list[Envelope]:
         item = self.state.get(kind, item_id)
         previous = {p["_id"]: p for p in await self.state.active_proposals(kind, item_id)}
         events: list[Envelope] = []
         proposals: list[dict[str, Any]] = []
         eligible: set[str] = set()
         if item is not None and item.get("status") == "open":
-            other = "offer" if kind == "need" else "need"
-            candidates = self.state.candidates(other)
             passing: list[tuple[int, dict[str, Any]]] = []
             result = None
             if candidates:

@@ -42,6 +42,9 @@ class RulesScorer:
         self.min_score = rules.min_score
         self.embedder = embedder or Embedder()
         self._prepared: dict[str, tuple[int, Prepared]] = {}
+        # the candidate matrix of the last candidate list: a batch rescores many items against one list
+        self._last_candidates: list[dict[str, Any]] | None = None
+        self._last_set: CandidateSet | None = None
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self.embedder.embed(texts).tolist()  # type: ignore[no-any-return]
@@ -58,5 +61,7 @@ class RulesScorer:
         return held[1]
 
     def score_against(self, item: dict[str, Any], candidates: list[dict[str, Any]], centroids: LanguageCentroids | None = None) -> CandidateScores:
-        candidate_set = CandidateSet.build([self._prepare(c) for c in candidates])
+        if candidates is not self._last_candidates or self._last_set is None:
+            self._last_candidates, self._last_set = candidates, CandidateSet.build([self._prepare(c) for c in candidates])
+        candidate_set = self._last_set
         return CandidateScores(score_against(self._prepare(item), candidate_set, self.rules, centroids))
