@@ -23,46 +23,19 @@ def alerts_for(envelope: Envelope, payload: BaseModel, broker_org_ids: list[str]
     """One alert per recipient. The dedup key names the fact, not the event, so a re-scored or
     replayed proposal of the same pair does not alert a broker twice."""
     if isinstance(payload, MatchProposedPayload):
-        data = {
-            "need_id": payload.need_id,
-            "offer_id": payload.offer_id,
-            "need_title": payload.need_title,
-            "offer_title": payload.offer_title,
-            "score": payload.score,
-            "explanation": payload.explanation,
-        }
+        data = payload.model_dump(exclude={"match_id", "need_organization_id", "offer_organization_id", "rules_version", "need_revision", "offer_revision"})
         return [
             Alert(org, "match_proposed", payload.match_id, f"match_proposed:{payload.match_id}", data)
             for org in broker_org_ids
         ]
     if isinstance(payload, MatchDecidedPayload):
         kind = "match_approved" if payload.decision == "approve" else "match_rejected"
-        data = {
-            "need_id": payload.need_id,
-            "offer_id": payload.offer_id,
-            "need_title": payload.need_title,
-            "offer_title": payload.offer_title,
-            "score": payload.score,
-            "explanation": payload.explanation,
-            "note": payload.note,
-            "need_organization_id": payload.need_organization_id,
-            "offer_organization_id": payload.offer_organization_id,
-        }
+        data = payload.model_dump(exclude={"match_id", "decision", "decided_by"})
         recipients = dict.fromkeys([payload.need_organization_id, payload.offer_organization_id])
         return [Alert(org, kind, payload.match_id, f"match_decided:{payload.match_id}", data) for org in recipients]
     if isinstance(payload, MatchLifecyclePayload):
         # the side that did not report it hears of it, and the brokers who made the introduction
-        data = {
-            "need_id": payload.need_id,
-            "offer_id": payload.offer_id,
-            "need_title": payload.need_title,
-            "offer_title": payload.offer_title,
-            "event": payload.event,
-            "note": payload.note,
-            "reported_by": payload.reported_by,
-            "need_organization_id": payload.need_organization_id,
-            "offer_organization_id": payload.offer_organization_id,
-        }
+        data = payload.model_dump(exclude={"match_id"})
         parties = [o for o in (payload.need_organization_id, payload.offer_organization_id) if o != payload.reported_by]
         recipients = dict.fromkeys(parties + [b for b in broker_org_ids if b != payload.reported_by])
         key = f"match_lifecycle:{payload.match_id}:{payload.event}"
