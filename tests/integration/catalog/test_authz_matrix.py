@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from services.catalog import service
 from services.catalog.models import DecisionIn
 from ssmatch.auth import Principal
 from typing import Any
@@ -134,7 +135,7 @@ async def fresh_decision(w: World) -> Request:
 
 async def fresh_lifecycle(w: World) -> Request:
     match_id = await w.new_match()
-    await w.api.app.state.store.decide(match_id, Principal(role="broker", organization_id=w.orgs["broker"]), DecisionIn(decision="approve"))
+    await service.decide(w.api.app.state.catalog, Principal(role="broker", organization_id=w.orgs["broker"]), match_id, DecisionIn(decision="approve"))
     return "POST", f"/v1/matches/{match_id}/lifecycle", {"json": {"event": "agreement_reached", "note": "MoU"}}
 
 
