@@ -79,6 +79,10 @@ class MatchProposedPayload(_Strict):
     rules_version: str = Field(min_length=1)
     need_revision: int = Field(ge=1)
     offer_revision: int = Field(ge=1)
+    # whose top-K list speaks, and that list's version (absent on events of older matchers)
+    side: ItemKind | None = None
+    list_version: int | None = Field(default=None, ge=1)
+    centring_version: str | None = Field(default=None, min_length=1)
 
 
 class MatchRetractedPayload(_Strict):
@@ -86,6 +90,8 @@ class MatchRetractedPayload(_Strict):
     need_id: str = Field(min_length=1, max_length=64)
     offer_id: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=500)
+    side: ItemKind | None = None
+    list_version: int | None = Field(default=None, ge=1)
 
 
 class MatchDecidedPayload(_Strict):

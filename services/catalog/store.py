@@ -31,6 +31,7 @@ from ssmatch.events import (
     MatchRetractedPayload,
     make_event,
 )
+from services.catalog.projection import project, proposal_fields
 from ssmatch.mongo import in_transaction
 from ssmatch.text import fold, guess_script_language
 
@@ -445,22 +446,11 @@ class CatalogStore:
 
     # ---- matches (projection of the matcher's events + broker decisions) ---------------------------
     async def apply_match_proposed(self, payload: MatchProposedPayload, occurred_at: datetime) -> bool:
-        """Upsert by pair id; a decided match is never overwritten by a late re-proposal."""
-        fields = {
-            "need_id": payload.need_id,
-            "offer_id": payload.offer_id,
-            "need_organization_id": payload.need_organization_id,
-            "offer_organization_id": payload.offer_organization_id,
-            "need_title": payload.need_title,
-            "offer_title": payload.offer_title,
-            "score": payload.score,
-            "explanation": payload.explanation,
-            "rules_version": payload.rules_version,
-            "need_revision": payload.need_revision,
-            "offer_revision": payload.offer_revision,
-            "status": "proposed",
-            "proposed_at": occurred_at,
-        }
+        """Sided events (see projection.py): per-side, version-guarded; legacy events: upsert by
+        pair id. A decided match is never overwritten."""
+        if payload.side is not None and payload.list_version is not None:
+            return await self._apply_sided(payload, occurred_at)
+        fields = {**proposal_fields(payload), "status": "proposed", "proposed_at": occurred_at}
         try:
             res = await self.matches.update_one(
                 {
@@ -476,11 +466,39 @@ class CatalogStore:
         return res.upserted_id is not None or res.modified_count > 0
 
     async def apply_match_retracted(self, payload: MatchRetractedPayload, occurred_at: datetime) -> bool:
+        if payload.side is not None and payload.list_version is not None:
+            return await self._apply_sided(payload, occurred_at)
         res = await self.matches.update_one(
             {"_id": payload.match_id, "status": "proposed", "proposed_at": {"$lte": occurred_at}},
             {"$set": {"status": "retracted", "retracted_reason": payload.reason, "retracted_at": occurred_at}},
         )
         return res.modified_count > 0
+
+    async def _apply_sided(self, payload: MatchProposedPayload | MatchRetractedPayload, occurred_at: datetime) -> bool:
+        """Read, decide with the pure `project`, write only if the match is still as read."""
+        for _ in range(20):
+            current = await self.matches.find_one({"_id": payload.match_id})
+            decision = project(current, payload)
+            if decision is None:
+                return False
+            update: dict[str, Any] = {**decision.fields, "status": decision.status, "sides": decision.sides}
+            if decision.status == "proposed" and isinstance(payload, MatchProposedPayload):
+                update["proposed_at"] = occurred_at
+            if decision.status == "retracted" and (current or {}).get("status") != "retracted":
+                update.update(retracted_reason=getattr(payload, "reason", "no longer proposed"), retracted_at=occurred_at)
+            if current is None:
+                try:
+                    await self.matches.insert_one({"_id": payload.match_id, **update, "created_at": now()})
+                    return True
+                except DuplicateKeyError:
+                    continue
+            guard = {"_id": payload.match_id, "status": current["status"], "sides": current.get("sides")}
+            if "sides" not in current:
+                guard["sides"] = {"$exists": False}
+            res = await self.matches.update_one(guard, {"$set": update})
+            if res.modified_count:
+                return True
+        raise RuntimeError(f"match {payload.match_id} kept changing under the projection")
 
     async def get_match(self, match_id: str) -> dict[str, Any] | None:
         return await self.matches.find_one({"_id": match_id})

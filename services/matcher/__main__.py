@@ -1,4 +1,5 @@
-"""`python -m services.matcher`: run the faust worker (HTTP on MATCHER_PORT)."""
+"""`python -m services.matcher`: run one faust worker (HTTP on MATCHER_PORT). Start several with
+different MATCHER_PORT values to scale out: they share the consumer group `<prefix>-matcher`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from faust.worker import Worker
 
 from services.matcher.app import create_app
-from services.matcher.scorer import RulesScorer
+from services.matcher.runtime import MatcherRuntime
 from services.matcher.scoring import Embedder, RulesError, load_rules
 from services.matcher.scoring.text import init as init_text
 from ssmatch.kafka import ensure_topics
@@ -28,7 +29,7 @@ def main() -> None:
     embedder.embed(["warm-up"])  # fail loudly now, not on the first need, if the model cannot run
     init_text()
     asyncio.run(ensure_topics(settings.kafka_bootstrap_servers))
-    app, _ = create_app(settings, RulesScorer(rules, embedder))
+    app = create_app(MatcherRuntime(settings, rules, embedder.embed))
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     configure_logging("matcher", settings.log_level, settings.log_format)
     logging.getLogger("faust").setLevel(logging.WARNING)

@@ -1,24 +1,37 @@
-"""faust agents: the thin edge between Kafka and MatcherService."""
+"""faust agents: the thin edge between Kafka and MatcherService.
+
+A batch is acked (faust commits past it) only when its loop iteration ends, i.e. after its output
+was sent and acknowledged by the broker. A failing batch is retried whole with backoff; if it keeps
+failing, its records are retried one by one and a record that still fails is dead-lettered, so one
+poison record neither stalls the partition nor takes the good ones with it.
+"""
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import logging
 from typing import Any
 
 import faust
+from pydantic import BaseModel
 
-from services.matcher.app import MatcherRuntime
+from services.matcher.runtime import MatcherRuntime
 from ssmatch.events import DeadLetterPayload, InvalidEvent, make_event, parse_event
 from ssmatch.logging import correlation_id
 
 log = logging.getLogger(__name__)
-BATCH_MAX = 32
+BATCH_MAX = 64
 BATCH_WITHIN_S = 0.05
+BATCH_ATTEMPTS = 5
+RECORD_ATTEMPTS = 3
+BACKOFF_S = 0.2
+BACKOFF_MAX_S = 5.0
 
 
 def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) -> None:
     async def deadletter(event: Any, reason: str) -> None:
+        import base64
+
         msg = event.message
         raw: bytes = msg.value or b""
         try:
@@ -31,30 +44,56 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
             source_key=key, reason=reason[:2000], raw=text, raw_encoding=enc,  # type: ignore[arg-type]
         )
         dead = make_event("deadletter.recorded", "need" if "need" in msg.topic else "offer", key or f"{msg.topic}-{msg.offset}", payload, producer="matcher")
-        await topics["deadletter"].send(key=dead.entity_id.encode(), value=dead.to_bytes())
-        runtime.deadlettered_total += 1
+        await (await topics["deadletter"].send(key=dead.entity_id.encode(), value=dead.to_bytes()))
+        runtime.metrics.deadlettered.inc()
         log.warning("dead-lettered record", extra={"topic": msg.topic, "offset": msg.offset, "reason": reason})
+
+    async def process(payloads: list[BaseModel]) -> None:
+        service = await runtime.ensure_started()
+        keys = await service.ingest(payloads)
+        await service.settle(keys)
+
+    async def with_retries(parsed: list[tuple[Any, BaseModel]]) -> None:
+        delay = BACKOFF_S
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                await process([p for _, p in parsed])
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure: retry, then isolate
+                runtime.metrics.retries.inc()
+                log.warning("matcher batch failed (attempt %d): %s", attempt, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        for event, payload in parsed:  # isolate the poison record(s)
+            last: Exception | None = None
+            for _ in range(RECORD_ATTEMPTS):
+                try:
+                    await process([payload])
+                    last = None
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    last = exc
+                    await asyncio.sleep(delay)
+            if last is not None:
+                await deadletter(event, f"processing failed {RECORD_ATTEMPTS} times: {type(last).__name__}: {last}")
 
     @app.agent(topics["items"], name="score-items")
     async def score_items(stream: Any) -> None:
-        """Stage 1 embeds and stores a batch; stage 2 scores each changed item and emits matches."""
+        """Embed and store a batch, then settle every owned list it affects; ack after sending."""
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            service = await runtime.ensure_started()
-            payloads = []
+            await runtime.ensure_started()
+            parsed: list[tuple[Any, BaseModel]] = []
             for event in events:
+                runtime.metrics.events_in.labels(event.message.topic).inc()
                 try:
                     _, payload = parse_event(event.value)
-                    payloads.append(payload)
+                    parsed.append((event, payload))
                 except InvalidEvent as exc:
                     await deadletter(event, f"invalid event: {exc}")
-            if not payloads:
+            if not parsed:
                 continue
-            changed, _ = await service.ingest(payloads)
-            token = correlation_id.set(f"rescore-{changed[0][1]}" if changed else "rescore")
+            token = correlation_id.set(f"items-{events[0].message.topic}-{events[0].message.offset}")
             try:
-                for out in await service.rescore_batch(changed):
-                    await topics["matches"].send(key=out.entity_id.encode(), value=out.to_bytes())
-                    runtime.proposed_total += out.type == "match.proposed"
+                await with_retries(parsed)
             finally:
                 correlation_id.reset(token)
-            runtime.processed_total += len(payloads)

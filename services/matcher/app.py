@@ -1,55 +1,26 @@
-"""Matcher wiring: the faust app, its topics, web views, and the MatcherService it drives."""
+"""Matcher wiring: the faust app, its topics, and the agents and views driving a MatcherRuntime.
+
+Several workers may run on one host: each one's faust datadir and web port derive from its
+MATCHER_PORT, and all of them join one consumer group (`<prefix>-matcher`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import faust
 
-from services.matcher import transport
-from services.matcher.pipeline import MatcherService, Scorer
-from services.matcher.state import MatcherState
-from ssmatch import schemas
-from ssmatch.mongo import make_client
-from ssmatch.settings import Settings
+from services.matcher import agents, transport, web
+from services.matcher.runtime import MatcherRuntime, topic_partitions
 
 APP_ID = "ssmatch-matcher"
 
 
-class MatcherRuntime:
-    """What the agents and views share: settings, state, the service and readiness."""
-
-    def __init__(self, settings: Settings, scorer: Scorer) -> None:
-        self.settings = settings
-        self.scorer = scorer
-        self.state: MatcherState | None = None
-        self.service: MatcherService | None = None
-        self.assigned = False
-        self.processed_total = 0
-        self.deadlettered_total = 0
-        self.proposed_total = 0
-
-    async def ensure_started(self) -> MatcherService:
-        if self.service is None:
-            client = make_client(self.settings.mongodb_uri)
-            state = MatcherState(client, self.settings.matcher_db)
-            await state.init()
-            self.state = state
-            self.service = MatcherService(state, self.scorer)
-        return self.service
-
-    @property
-    def ready(self) -> bool:
-        return self.assigned and self.state is not None and self.state.loaded
-
-
-def topic_partitions(name: str) -> int:
-    return next(int(t["partitions"]) for t in schemas.topics() if t["name"] == name)
-
-
-def create_app(settings: Settings, scorer: Scorer) -> tuple[faust.App, MatcherRuntime]:
+def create_app(runtime: MatcherRuntime) -> faust.App:
+    settings = runtime.settings
     transport.register(settings.kafka_fetch_max_wait_ms)
     datadir = Path(tempfile.gettempdir()) / f"ssmatch-matcher-{settings.matcher_port}"
     app = faust.App(
@@ -71,26 +42,29 @@ def create_app(settings: Settings, scorer: Scorer) -> tuple[faust.App, MatcherRu
         value_serializer="raw",
         key_serializer="raw",
     )
-    runtime = MatcherRuntime(settings, scorer)
 
     def topic(name: str) -> Any:
         return app.topic(name, partitions=topic_partitions(name), value_serializer="raw", key_serializer="raw")
 
     topics = {
-        "items": app.topic(
-            "ssmatch.needs", "ssmatch.offers", value_serializer="raw", key_serializer="raw"
-        ),
-        "matches": topic("ssmatch.matches"),
+        "items": app.topic("ssmatch.needs", "ssmatch.offers", value_serializer="raw", key_serializer="raw"),
         "deadletter": topic("ssmatch.deadletter"),
     }
+    pending: set[asyncio.Task[None]] = set()
+
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(app: faust.App, revoked: Any, **_: Any) -> None:  # noqa: ARG001
+        runtime.owned = {"need": set(), "offer": set()}  # write no list until the new assignment is known
 
     @app.on_partitions_assigned.connect
     async def _on_assigned(app: faust.App, assigned: Any, **_: Any) -> None:  # noqa: ARG001
+        current = set(assigned)  # faust passes the whole new assignment
         await runtime.ensure_started()
-        runtime.assigned = True
-
-    from services.matcher import agents, web
+        # reconcile in the background: the rebalance callback must return quickly
+        task = asyncio.create_task(runtime.on_assigned(current))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     agents.register(app, runtime, topics)
     web.register(app, runtime)
-    return app, runtime
+    return app

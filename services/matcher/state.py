@@ -1,103 +1,129 @@
-"""The matcher's state in MongoDB: the items it has seen (with their vectors) and its proposals.
+"""The matcher's MongoDB: items with their vectors, a text→vector cache, and the owned lists.
 
-Kept in MongoDB with idempotent, revision-guarded upserts instead of faust tables, whose recovery
-after a restart is unreliable on the embedded broker (STACK.md). An in-memory copy makes scoring
-fast; it is refreshed incrementally from MongoDB so several matcher instances see each other's items.
+Items are revision-guarded upserts written by the worker that owns them; every worker follows the
+collection's change stream, so visibility across workers never depends on clocks. A list document
+holds a list's version, its entries and the events of its last change until they are sent, so a
+worker that dies between storing and sending is completed by the next owner (same event ids).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
-from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from services.matcher.scoring.centering import LanguageCentroids
+from services.matcher.lists import Entry, Key, ListState
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def pack(vector: Any) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
 
 
-class MatcherState:
-    def __init__(self, client: AsyncMongoClient, db_name: str, language_prior_weight: float = 5.0) -> None:
+def unpack(raw: bytes | None) -> np.ndarray | None:
+    return None if raw is None else np.frombuffer(raw, dtype=np.float32)
+
+
+def to_index_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored item as the index holds it: the vector as a float32 array."""
+    out = {k: v for k, v in doc.items() if k != "vector"}
+    out["embedding"] = unpack(doc.get("vector"))
+    return out
+
+
+def list_id(key: Key) -> str:
+    return f"{key[0]}:{key[1]}"
+
+
+class MatcherStore:
+    def __init__(self, client: AsyncMongoClient, db_name: str) -> None:
         self.db = client.get_database(db_name)
-        self.items_coll = self.db["items"]
-        self.proposals = self.db["proposals"]
-        self.items: dict[str, dict[str, dict[str, Any]]] = {"need": {}, "offer": {}}
-        self._synced_until: datetime | None = None
-        # per-language means of the stored vectors, kept in step with `items` (see scoring/centering.py)
-        self.centroids = LanguageCentroids(prior_weight=language_prior_weight)
-        self.loaded = False
+        self.items = self.db["items"]
+        self.vectors = self.db["vectors"]
+        self.lists = self.db["lists"]
+        self.meta = self.db["meta"]
 
     async def init(self) -> None:
-        await self.items_coll.create_index([("stored_at", ASCENDING)])
-        await self.items_coll.create_index([("kind", ASCENDING), ("status", ASCENDING)])
-        await self.proposals.create_index([("need_id", ASCENDING)])
-        await self.proposals.create_index([("offer_id", ASCENDING)])
-        await self.refresh()
-        self.loaded = True
+        await self.lists.create_index("sent")
 
-    async def refresh(self) -> None:
-        """Pull items stored since the last sync (by any instance) into memory."""
-        query: dict[str, Any] = {}
-        started = now()
-        if self._synced_until is not None:
-            query["stored_at"] = {"$gte": self._synced_until - timedelta(seconds=2)}
-        async for doc in self.items_coll.find(query):
-            self._remember(doc)
-        self._synced_until = started
-
-    def _remember(self, doc: dict[str, Any]) -> None:
-        current = self.items[doc["kind"]].get(doc["_id"])
-        if current is None or current["revision"] <= doc["revision"]:
-            if current is not None and current.get("embedding") is not None:
-                self.centroids.remove(current.get("text_language"), np.asarray(current["embedding"]))
-            if doc.get("embedding") is not None:
-                self.centroids.add(doc.get("text_language"), np.asarray(doc["embedding"]))
-            self.items[doc["kind"]][doc["_id"]] = doc
-
-    async def upsert_item(self, doc: dict[str, Any]) -> bool:
-        """Store an item if its revision is newer than what we hold; False for a stale redelivery."""
-        doc = {**doc, "stored_at": now()}
+    # ---- items -------------------------------------------------------------------------------------
+    async def put_item(self, doc: dict[str, Any]) -> bool:
+        """Store `doc` (vector as float32 bytes) unless a newer or equal revision is stored."""
+        body = {k: v for k, v in doc.items() if k != "embedding"}
+        if doc.get("embedding") is not None:
+            body["vector"] = pack(doc["embedding"])
         try:
-            res = await self.items_coll.update_one(
-                {"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": doc}, upsert=True
+            res = await self.items.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": body}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return res.upserted_id is not None or res.modified_count > 0
+
+    async def withdraw_item(self, kind: str, item_id: str, organization_id: str, revision: int) -> bool:
+        try:
+            res = await self.items.update_one(
+                {"_id": item_id, "revision": {"$lt": revision}},
+                {"$set": {"status": "withdrawn", "revision": revision}, "$setOnInsert": {"kind": kind, "organization_id": organization_id}},
+                upsert=True,
             )
         except DuplicateKeyError:
             return False
-        if res.upserted_id is None and res.modified_count == 0:
-            return False
-        self._remember(doc)
-        return True
+        return res.upserted_id is not None or res.modified_count > 0
 
-    async def withdraw_item(self, kind: str, item_id: str, revision: int) -> bool:
-        res = await self.items_coll.update_one(
-            {"_id": item_id, "revision": {"$lt": revision}},
-            {"$set": {"status": "withdrawn", "revision": revision, "stored_at": now()}},
-        )
-        if item_id in self.items[kind]:
-            held = self.items[kind][item_id]
-            if held["revision"] < revision:
-                self.items[kind][item_id] = {**held, "status": "withdrawn", "revision": revision}
+    async def all_items(self) -> AsyncIterator[dict[str, Any]]:
+        async for doc in self.items.find({}):
+            yield to_index_doc(doc)
+
+    async def get_item(self, item_id: str) -> dict[str, Any] | None:
+        doc = await self.items.find_one({"_id": item_id})
+        return None if doc is None else to_index_doc(doc)
+
+    def watch_items(self) -> Any:
+        """Change stream of every item write (any worker), with the full document."""
+        return self.items.watch(full_document="updateLookup")
+
+    # ---- text → vector cache ---------------------------------------------------------------------
+    async def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        async for doc in self.vectors.find({"_id": {"$in": hashes}}):
+            out[doc["_id"]] = unpack(doc["v"])  # type: ignore[assignment]
+        return out
+
+    async def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        for h, v in vectors.items():
+            try:
+                await self.vectors.update_one({"_id": h}, {"$setOnInsert": {"v": pack(v)}}, upsert=True)
+            except DuplicateKeyError:
+                pass
+
+    # ---- lists -------------------------------------------------------------------------------------
+    async def load_lists(self, keys: list[Key]) -> dict[Key, tuple[ListState, list[str]]]:
+        """List states and their unsent events (serialised envelopes)."""
+        out: dict[Key, tuple[ListState, list[str]]] = {}
+        ids = [list_id(k) for k in keys]
+        for start in range(0, len(ids), 1000):
+            async for doc in self.lists.find({"_id": {"$in": ids[start:start + 1000]}}):
+                kind, _, item_id = doc["_id"].partition(":")
+                entries = {oid: Entry(*e) for oid, e in doc.get("entries", {}).items()}
+                out[(kind, item_id)] = (ListState(doc["version"], entries, doc.get("stamp", "")), [] if doc.get("sent", True) else doc.get("pending", []))
+        return out
+
+    async def write_list(self, key: Key, previous_version: int, state: ListState, pending: list[str], extra: dict[str, Any]) -> bool:
+        """Compare-and-set on the version: False if another writer got there first."""
+        body = {
+            "version": state.version,
+            "entries": {oid: [e.score, e.need_revision, e.offer_revision] for oid, e in state.entries.items()},
+            "stamp": state.stamp, "pending": pending, "sent": not pending, **extra,
+        }
+        if previous_version == 0:
+            try:
+                res = await self.lists.update_one({"_id": list_id(key), "version": {"$exists": False}}, {"$set": body}, upsert=True)
+            except DuplicateKeyError:
+                return False
+            return True
+        res = await self.lists.update_one({"_id": list_id(key), "version": previous_version}, {"$set": body})
         return res.modified_count > 0
 
-    def get(self, kind: str, item_id: str) -> dict[str, Any] | None:
-        return self.items[kind].get(item_id)
-
-    def candidates(self, kind: str) -> list[dict[str, Any]]:
-        return [d for d in self.items[kind].values() if d.get("status") == "open"]
-
-    async def active_proposals(self, kind: str, item_id: str) -> list[dict[str, Any]]:
-        return await self.proposals.find({f"{kind}_id": item_id, "active": True}).to_list(None)
-
-    async def record_proposals(self, proposals: list[dict[str, Any]], retracted_ids: list[str]) -> None:
-        ops: list[Any] = [
-            UpdateOne({"_id": p["match_id"]}, {"$set": {**{k: v for k, v in p.items() if k != "match_id"}, "active": True, "at": now()}}, upsert=True)
-            for p in proposals
-        ]
-        ops += [UpdateOne({"_id": mid}, {"$set": {"active": False, "at": now()}}) for mid in retracted_ids]
-        if ops:
-            await self.proposals.bulk_write(ops, ordered=False)
+    async def mark_sent(self, key: Key, version: int) -> None:
+        await self.lists.update_one({"_id": list_id(key), "version": version}, {"$set": {"sent": True, "pending": []}})

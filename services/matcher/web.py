@@ -1,4 +1,7 @@
-"""The matcher's HTTP views on MATCHER_PORT (served by faust's web server)."""
+"""The matcher's HTTP views on MATCHER_PORT (served by faust's web server).
+
+/healthz and /metrics only read counters: scoring runs in threads, so they answer while it works.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ import faust
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.matcher.app import MatcherRuntime
-from services.matcher.scorer import RulesScorer, to_match_item
-from services.matcher.scoring import MatchItem, score_pair
+from services.matcher.lists import to_match_item
+from services.matcher.metrics import CONTENT_TYPE
+from services.matcher.runtime import MatcherRuntime
+from services.matcher.scoring import MatchItem, item_text, score_pair
 from ssmatch.auth import TokenAuthority
 from ssmatch.mongo import make_client
 
@@ -50,50 +54,67 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
         async def get(self, request: Request) -> Response:
             ready = runtime.ready
             return self.json(
-                {"status": "ok" if ready else "starting", "assigned": runtime.assigned, "state_loaded": bool(runtime.state and runtime.state.loaded)},
+                {"status": "ok" if ready else "starting", "assigned": runtime.assigned, "state_loaded": runtime.loaded},
                 status=200 if ready else 503,
             )
 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            counts: dict[str, Any] = {}
-            if runtime.state is not None:
-                counts = {k: len(v) for k, v in runtime.state.items.items()}
-            return self.json(
-                {
-                    "events_processed_total": runtime.processed_total,
-                    "events_deadlettered_total": runtime.deadlettered_total,
-                    "matches_proposed_total": runtime.proposed_total,
-                    "items_in_state": counts,
-                    "rules_version": runtime.scorer.rules_version,
-                }
-            )
+            m = runtime.metrics
+            if runtime.service is not None:
+                for kind, docs in runtime.service.index.docs.items():
+                    m.items.labels(kind).set(len(docs))
+            try:
+                consumer = app.consumer
+                for tp in consumer.assignment():
+                    high = consumer.highwater(tp)
+                    pos = await consumer.position(tp) if hasattr(consumer, "position") else None
+                    if high is not None and pos is not None:
+                        m.lag.labels(tp.topic, str(tp.partition)).set(max(0, int(high) - int(pos)))
+            except Exception:  # noqa: BLE001 - lag is best effort (before the first assignment)
+                pass
+            return self.bytes(m.render(), content_type=CONTENT_TYPE)
 
     @app.page("/v1/rules")
     class RulesView(View):
         async def get(self, request: Request) -> Response:
             if (denied := await authorized(self, request)) is not None:
                 return denied
-            scorer = runtime.scorer
-            if not isinstance(scorer, RulesScorer):
-                return self.json({"version": scorer.rules_version})
-            return self.json({"version": scorer.rules_version, "rules": scorer.rules.model_dump(mode="json")})
+            return self.json({"version": runtime.rules.version, "rules": runtime.rules.model_dump(mode="json"),
+                              "centring_version": runtime.centring.version if runtime.centring else None})
+
+    @app.page("/v1/centring")
+    class CentringView(View):
+        async def get(self, request: Request) -> Response:
+            if (denied := await authorized(self, request)) is not None:
+                return denied
+            await runtime.ensure_started()
+            snap = runtime.centring
+            assert snap is not None
+            return self.json({"version": snap.version, "items": snap.items, "languages": sorted(k for k in snap.centroids.table if k.isalpha())})
+
+        async def post(self, request: Request) -> Response:
+            """Build a new snapshot from the open items, store it; every worker rescores with it."""
+            if (denied := await authorized(self, request)) is not None:
+                return denied
+            snap = await runtime.refresh_centring()
+            return self.json({"version": snap.version, "items": snap.items})
 
     @app.page("/v1/score")
     class ScoreView(View):
         async def post(self, request: Request) -> Response:
-            """Explain any need/offer pair without storing anything."""
+            """Explain any need/offer pair with the rules and centring snapshot in force; stores nothing."""
             if (denied := await authorized(self, request)) is not None:
                 return denied
-            scorer = runtime.scorer
-            if not isinstance(scorer, RulesScorer):
-                return _error(self, 503, "unavailable", "this matcher runs without a rules scorer")
             try:
                 body = ScoreRequest.model_validate(json.loads(await request.read() or b"{}"))
             except (ValueError, ValidationError) as exc:
                 return _error(self, 422, "validation_failed", "the request is not valid", str(exc)[:1000])
             service = await runtime.ensure_started()
+            snap = runtime.centring
+            assert snap is not None
+            dims = snap.centroids.dimensions
             items: dict[str, MatchItem] = {}
             for kind in ("need", "offer"):
                 given, ref = getattr(body, kind), getattr(body, f"{kind}_id")
@@ -102,18 +123,23 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                         items[kind] = MatchItem.model_validate({"id": f"adhoc-{kind}", "organization_id": f"adhoc-{kind}-org", **given, "kind": kind})
                     except ValidationError as exc:
                         return _error(self, 422, "validation_failed", f"{kind} is not valid", json.loads(exc.json()))
+                    vec = items[kind].embedding
+                    if vec is not None and len(vec) != dims:
+                        return _error(self, 422, "validation_failed", f"{kind}.embedding must have {dims} numbers, not {len(vec)}",
+                                      {"field": f"{kind}.embedding", "expected_length": dims, "length": len(vec)})
                 elif ref is not None:
-                    doc = service.state.get(kind, ref)
-                    if doc is None:
+                    doc = service.index.get(kind, ref)
+                    if doc is None or "title" not in doc:
                         return _error(self, 404, "not_found", f"{kind} {ref} is not known to the matcher")
                     items[kind] = to_match_item(doc)
                 else:
                     return _error(self, 422, "validation_failed", f"give {kind} or {kind}_id")
             missing = [k for k, it in items.items() if it.embedding is None]
             if missing:
-                texts = [scorer.item_text(items[k].model_dump()) for k in missing]
-                vectors = await asyncio.to_thread(scorer.embed, texts)
+                texts = [item_text(items[k]) for k in missing]
+                vectors = await asyncio.to_thread(runtime.embed, texts)
                 for k, vec in zip(missing, vectors, strict=True):
-                    items[k] = items[k].model_copy(update={"embedding": vec})
-            score = score_pair(items["need"], items["offer"], scorer.rules, centroids=service.state.centroids)
-            return self.json({"score": score.total, "excluded": score.excluded, "explanation": score.explanation()})
+                    items[k] = items[k].model_copy(update={"embedding": [float(x) for x in vec]})
+            score = score_pair(items["need"], items["offer"], runtime.rules, centroids=snap.centroids)
+            return self.json({"score": score.total, "excluded": score.excluded, "explanation": score.explanation(),
+                              "rules_version": runtime.rules.version, "centring_version": snap.version})

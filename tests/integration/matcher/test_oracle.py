@@ -1,0 +1,236 @@
+"""The randomized oracle test (issue 9): real broker, real store, real matcher worker processes.
+
+A few hundred interleaved publish/update/withdraw events in random order and timing, with 1 and
+with 3 workers, one of them SIGKILLed and restarted mid-stream. Once the workers have consumed
+everything, the catalog's open proposals must equal the oracle computed with the pure scorer over
+the final catalog. Then: a replay from offset 0 emits nothing new, and a rules change (workers
+restarted with the new rules, every item queued again as `ssmatch replay` does) gives the oracle of
+the new rules. Few distinct short texts keep the embedder (~8 texts/s here) out of the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.catalog.projection import match_projection
+from services.catalog.store import CatalogStore
+from services.matcher.centring import priors_only
+from services.matcher.lists import oracle
+from services.matcher.scoring import Embedder, item_text, load_rules
+from services.matcher.lists import to_match_item
+from ssmatch.events import ItemPayload, ItemWithdrawnPayload, make_event, parse_event
+from ssmatch.mongo import make_client
+from ssmatch.settings import Settings
+from tests.integration.matcher.conftest import Broker, Workers, rules_copy
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TITLES = [
+    "Drought-tolerant seed systems", "Solar mini-grids for rural clinics", "Teacher training in mathematics",
+    "Mobile money for smallholder farmers", "Water quality testing laboratories", "Maternal health data systems",
+    "Semences résistantes à la sécheresse", "Formación docente en matemáticas",
+]
+SECTORS = [["agriculture"], ["energy"], ["education"], ["health"], ["agriculture", "food_security"], ["water_sanitation"]]
+COUNTRIES = ["MWI", "KEN", "BRA", "IND", "SEN", "VNM"]
+ITEM_TOPICS = ("ssmatch.needs", "ssmatch.offers")
+
+
+class Scenario:
+    """Random item events, and the final catalog they leave."""
+
+    def __init__(self, seed: int, n_items: int, n_events: int) -> None:
+        self.rng = random.Random(seed)
+        self.prefix = uuid.uuid4().hex[:6]
+        self.final: dict[str, ItemPayload | ItemWithdrawnPayload] = {}
+        self.events: list[ItemPayload | ItemWithdrawnPayload] = []
+        ids = [f"{self.prefix}-{'n' if i % 2 == 0 else 'o'}{i}" for i in range(n_items)]
+        revision: dict[str, int] = {}
+        for _ in range(n_events):
+            item_id = self.rng.choice(ids)
+            if isinstance(self.final.get(item_id), ItemWithdrawnPayload):
+                continue
+            kind = "need" if "-n" in item_id else "offer"
+            rev = revision.get(item_id, 0) + 1
+            revision[item_id] = rev
+            if rev > 1 and self.rng.random() < 0.12:
+                event: Any = ItemWithdrawnPayload(id=item_id, kind=kind, organization_id=f"org{hash(item_id) % 5}", revision=rev)  # type: ignore[arg-type]
+            else:
+                now = datetime.now(UTC)
+                event = ItemPayload(
+                    id=item_id, kind=kind, organization_id=f"org{self.rng.randrange(5)}", title=self.rng.choice(TITLES), description="",  # type: ignore[arg-type]
+                    keywords=[], sdgs=[self.rng.choice([2, 3, 4, 6, 7])], sectors=self.rng.choice(SECTORS), modalities=["capacity_development"],
+                    languages=["en", "fr"] if self.rng.random() < 0.8 else ["es"], country=self.rng.choice(COUNTRIES), status="open",
+                    revision=rev, created_at=now, updated_at=now,
+                )
+            self.events.append(event)
+            self.final[item_id] = event
+
+    def docs(self, vectors: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        out = []
+        for p in self.final.values():
+            d = p.model_dump(mode="python")
+            d["_id"] = d.pop("id")
+            if isinstance(p, ItemWithdrawnPayload):
+                d["status"] = "withdrawn"
+            else:
+                d["embedding"] = vectors[item_text(to_match_item(d))]
+            out.append(d)
+        return out
+
+
+async def publish(producer: AIOKafkaProducer, payload: Any, counts: dict[TopicPartition, int]) -> None:
+    kind = payload.kind
+    verb = "withdrawn" if isinstance(payload, ItemWithdrawnPayload) else ("published" if payload.revision == 1 else "updated")
+    event = make_event(f"{kind}.{verb}", kind, payload.id, payload, producer="catalog")
+    meta = await producer.send_and_wait(event.topic, key=payload.id.encode(), value=event.to_bytes())
+    tp = TopicPartition(meta.topic, meta.partition)
+    counts[tp] = max(counts.get(tp, 0), meta.offset + 1)
+
+
+async def committed_everything(bootstrap: str, group: str, counts: dict[TopicPartition, int]) -> bool:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for tp, end in counts.items():
+            if (await consumer.committed(tp) or 0) < end:
+                return False
+        return True
+    finally:
+        await consumer.stop()
+
+
+async def proposed_pairs(store: CatalogStore, prefix: str) -> set[tuple[str, str]]:
+    docs = await store.matches.find({"status": "proposed", "need_id": {"$regex": f"^{prefix}-"}}).to_list(None)
+    return {(d["need_id"], d["offer_id"]) for d in docs}
+
+
+async def until(check: Any, timeout: float, what: str, workers: Workers) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{what} not reached within {timeout}s\n{workers.logs()}")
+
+
+async def match_event_ids(bootstrap: str) -> list[str]:
+    """Every event on the matches topic (read to the end of what is there)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=25)
+    await consumer.start()
+    try:
+        tps = [TopicPartition("ssmatch.matches", p) for p in range(4)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ids: list[str] = []
+        idle = 0
+        while idle < 5:  # five empty fetches in a row: the topic is read (the writers are quiet by now)
+            batch = await consumer.getmany(timeout_ms=100)
+            idle = 0 if batch else idle + 1
+            for records in batch.values():
+                ids += [parse_event(r.value)[0].event_id for r in records]
+        return ids
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("n_workers", [1, 3])
+async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Broker, matcher_workers: Any, make_settings: Any,
+                                                  tmp_path: Path) -> None:
+    rules_path = rules_copy(tmp_path / "rules.toml", top_k=2, min_score=0.3, version="oracle-1")
+    rules = load_rules(str(rules_path))
+    settings: Settings = make_settings(kafka_bootstrap_servers=own_broker.bootstrap, group_prefix=f"t{uuid.uuid4().hex[:6]}")
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
+        "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
+        "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
+        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "2", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": "WARNING",
+        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1",
+    }
+    workers: Workers = matcher_workers(env)
+    for i in range(n_workers):
+        workers.start(i)
+
+    client = make_client(settings.mongodb_uri)
+    store = CatalogStore(client, settings.catalog_db)
+    projection = match_projection(settings, store)
+    projection.start()
+    producer = AIOKafkaProducer(bootstrap_servers=own_broker.bootstrap, acks="all", max_batch_size=1)
+    await producer.start()
+    scenario = Scenario(seed=n_workers, n_items=60, n_events=240)
+    embedder = Embedder()
+    vectors = {t: v for t, v in zip(TITLES, embedder.embed(TITLES), strict=True)}
+    centroids = priors_only(rules.semantic.language_prior_weight).centroids
+    counts: dict[TopicPartition, int] = {}
+    try:
+        await asyncio.to_thread(workers.ready)
+        victim = n_workers - 1
+        for n, event in enumerate(scenario.events):
+            if n == len(scenario.events) * 2 // 5:
+                workers.kill(victim)
+            if n == len(scenario.events) * 3 // 4:
+                workers.start(victim)
+            await publish(producer, event, counts)
+            if scenario.rng.random() < 0.1:
+                await asyncio.sleep(scenario.rng.uniform(0, 0.2))
+        expected = oracle(scenario.docs(vectors), rules, centroids)
+        assert len(expected) > 20, "the scenario should propose a good number of pairs"
+
+        async def converged() -> bool:
+            return await committed_everything(own_broker.bootstrap, f"{settings.group_prefix}-matcher", counts) \
+                and await proposed_pairs(store, scenario.prefix) == expected
+
+        try:
+            await until(converged, 120, "the oracle", workers)
+        except AssertionError:
+            got = await proposed_pairs(store, scenario.prefix)
+            raise AssertionError(f"missing {sorted(expected - got)[:10]}, extra {sorted(got - expected)[:10]}\n{workers.logs()}") from None
+
+        if n_workers == 1:
+            return
+        # replay every topic from offset 0 (a new group on the same matcher state): nothing new
+        before = await match_event_ids(own_broker.bootstrap)
+        workers.stop()
+        replay_group = f"{settings.group_prefix}r"
+        workers.env["SSMATCH_GROUP_PREFIX"] = replay_group
+        for i in range(n_workers):
+            workers.start(i)
+        await asyncio.to_thread(workers.ready)
+        await until(lambda: committed_everything(own_broker.bootstrap, f"{replay_group}-matcher", counts), 90, "the replay", workers)
+        assert await match_event_ids(own_broker.bootstrap) == before
+        assert await proposed_pairs(store, scenario.prefix) == expected
+
+        # a rules change: workers restart with new rules, every item is queued again (`ssmatch replay`)
+        new_path = rules_copy(tmp_path / "rules2.toml", top_k=1, min_score=0.25, version="oracle-2")
+        workers.stop()
+        workers.env["SSMATCH_RULES_FILE"] = str(new_path)
+        for i in range(n_workers):
+            workers.start(i)
+        await asyncio.to_thread(workers.ready)
+        for payload in scenario.final.values():
+            await publish(producer, payload, counts)
+        new_expected = oracle(scenario.docs(vectors), load_rules(str(new_path)), centroids)
+        assert new_expected != expected
+
+        async def converged_again() -> bool:
+            return await committed_everything(own_broker.bootstrap, f"{replay_group}-matcher", counts) \
+                and await proposed_pairs(store, scenario.prefix) == new_expected
+
+        await until(converged_again, 90, "the oracle of the new rules", workers)
+        docs = await store.matches.find({"status": "proposed", "need_id": {"$regex": f"^{scenario.prefix}-"}}).to_list(None)
+        assert {d["rules_version"] for d in docs} == {"oracle-2"}
+    finally:
+        await producer.stop()
+        await projection.stop()
+        await client.drop_database(settings.matcher_db)
+        await client.drop_database(settings.catalog_db)
+        await client.close()

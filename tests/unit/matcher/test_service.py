@@ -1,0 +1,138 @@
+"""The matcher's service layer: whatever the order of events, the number of workers, a lost send
+or a replay, the catalog's open proposals equal the oracle (the union of every item's top-K)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from services.matcher.lists import oracle
+from ssmatch.events import ItemWithdrawnPayload
+from tests.helpers import item_payload
+from tests.unit.matcher.conftest import CENTRING, direction, make_rules
+
+
+def item(kind: str, title: str, **kw: Any) -> Any:
+    return item_payload(kind, id=title, title=title, description="", keywords=[], text_language="en", **kw)
+
+
+async def test_a_better_offer_arriving_late_enters_the_list_of_an_older_need(cluster_factory: Any) -> None:
+    """Issue 9's case: n0 is scored against a weak offer, two more needs arrive, then a perfect
+    offer for n0 whose own top-2 are the two newer needs. n0 must still get it."""
+    vectors = {
+        "n0": direction({0: 1.0}),
+        "oweak": direction({0: 0.2, 5: 1.0}),
+        "n1": direction({1: 1.0}),
+        "n2": direction({2: 1.0}),
+        "obest": direction({0: 1.0, 1: 1.2, 2: 1.2, 9: 2.0}),
+    }
+    cluster = cluster_factory(workers=1, vectors=vectors)
+    for title in ("n0", "oweak", "n1", "n2", "obest"):
+        await cluster.deliver(item("need" if title.startswith("n") else "offer", title))
+    best = cluster.workers[0].book.top_k(("offer", "obest"))
+    assert list(best) == ["n1", "n2"], "the scenario needs obest's own top-2 to be the newer needs"
+    assert ("n0", "obest") in cluster.catalog.proposed()
+    assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids)
+
+
+def random_events(rng: random.Random, n_items: int, n_events: int) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """Publishes, rewrites (new text or sectors) and withdrawals of random items, in random order."""
+    vectors: dict[str, np.ndarray] = {}
+    revisions: dict[str, int] = {}
+    kinds = {f"{'n' if i % 2 == 0 else 'o'}{i}": ("need" if i % 2 == 0 else "offer") for i in range(n_items)}
+    events: list[Any] = []
+    for _ in range(n_events):
+        item_id = rng.choice(list(kinds))
+        rev = revisions.get(item_id, 0) + 1
+        if rev > 1 and rng.random() < 0.15:
+            events.append(ItemWithdrawnPayload(id=item_id, kind=kinds[item_id], organization_id=f"org-{item_id}", revision=rev))  # type: ignore[arg-type]
+            revisions[item_id] = 10_000  # never comes back
+            continue
+        if rev > 10_000:
+            continue
+        title = f"{item_id}v{rev}"
+        vectors[title] = direction({rng.randrange(6): 1.0, rng.randrange(6): rng.random()})
+        sectors = rng.choice([["agriculture"], ["health"], ["agriculture", "water_sanitation"]])
+        events.append(item(kinds[item_id], title, revision=rev, organization_id=f"org-{item_id}", sectors=sectors).model_copy(update={"id": item_id}))
+        revisions[item_id] = rev
+    return events, vectors
+
+
+async def test_random_interleavings_with_three_workers_equal_the_oracle(cluster_factory: Any) -> None:
+    for seed in range(3):
+        rng = random.Random(seed)
+        events, vectors = random_events(rng, n_items=24, n_events=80)
+        cluster = cluster_factory(workers=3, rules=make_rules(top_k=2, min_score=0.2), vectors=vectors)
+        for event in events:
+            await cluster.deliver(event)
+        assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids), f"seed {seed}"
+
+
+async def test_a_step_stored_but_not_sent_is_sent_by_the_next_owner_with_the_same_ids(cluster_factory: Any) -> None:
+    vectors = {"n0": direction({0: 1.0}), "o0": direction({0: 1.0, 1: 0.5})}
+    cluster = cluster_factory(workers=1, vectors=vectors)
+    await cluster.deliver(item("need", "n0"))
+    cluster.fail_next_send.append(1)
+    worker = cluster.workers[0]
+    keys = await worker.ingest([item("offer", "o0")])
+    try:
+        await worker.settle(keys)
+    except ConnectionError:
+        pass
+    assert cluster.catalog.proposed() == set()
+    # the worker dies; a new one (same store) takes the lists over and completes the step
+    cluster.workers.clear()
+    fresh = cluster.add_worker(lambda *_: True)
+    await fresh.load()
+    await fresh.reconcile()
+    assert cluster.catalog.proposed() == {("n0", "o0")}
+    ids = list(cluster.catalog.event_ids)
+    # replaying every input changes nothing and emits nothing new
+    await cluster.deliver(item("need", "n0"))
+    await cluster.deliver(item("offer", "o0"))
+    await fresh.reconcile()
+    assert cluster.catalog.event_ids == ids
+
+
+async def test_withdrawn_items_leave_every_list_and_are_never_proposed_again(cluster_factory: Any) -> None:
+    vectors = {t: direction({0: 1.0, i + 1: 0.3}) for i, t in enumerate(["n0", "n1", "o0", "o1"])}
+    cluster = cluster_factory(workers=2, vectors=vectors)
+    for t in ("n0", "n1", "o0", "o1"):
+        await cluster.deliver(item("need" if t.startswith("n") else "offer", t))
+    assert {p for p in cluster.catalog.proposed() if "o0" in p} == {("n0", "o0"), ("n1", "o0")}
+    await cluster.deliver(ItemWithdrawnPayload(id="o0", kind="offer", organization_id="x", revision=2))
+    # a late, stale re-delivery of o0's publication changes nothing
+    await cluster.deliver(item("offer", "o0"))
+    assert not {p for p in cluster.catalog.proposed() if "o0" in p}
+    assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids)
+
+
+async def test_expired_items_lose_their_proposals_without_an_event(cluster_factory: Any) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    vectors = {"n0": direction({0: 1.0}), "o0": direction({0: 1.0, 1: 0.2})}
+    cluster = cluster_factory(workers=1, vectors=vectors)
+    await cluster.deliver(item("need", "n0", expires_at=soon))
+    await cluster.deliver(item("offer", "o0"))
+    assert cluster.catalog.proposed() == {("n0", "o0")}
+    assert await cluster.workers[0].expire_due(datetime.now(UTC)) == 0
+    assert await cluster.workers[0].expire_due(soon + timedelta(seconds=1)) > 0
+    assert cluster.catalog.proposed() == set()
+
+
+async def test_a_rules_change_rescores_every_list(cluster_factory: Any) -> None:
+    vectors = {t: direction({0: 1.0, i + 1: 0.4}) for i, t in enumerate(["n0", "n1", "n2", "o0", "o1"])}
+    cluster = cluster_factory(workers=1, rules=make_rules(top_k=2), vectors=vectors)
+    for t in vectors:
+        await cluster.deliver(item("need" if t.startswith("n") else "offer", t))
+    # the worker restarts with top_k = 1 and a new rules version
+    new_rules = make_rules(top_k=1).model_copy(update={"version": "test-2"})
+    cluster.workers.clear()
+    cluster.rules = new_rules
+    fresh = cluster.add_worker(lambda *_: True)
+    await fresh.load()
+    await fresh.reconcile()
+    assert cluster.catalog.proposed() == oracle(cluster.final_docs(), new_rules, CENTRING.centroids)
+    assert all(m["rules_version"] == "test-2" for m in cluster.catalog.matches.values() if m["status"] == "proposed")
