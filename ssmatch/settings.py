@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,8 +66,30 @@ class Settings(BaseSettings):
     matcher_rules_file: str | None = Field(None, validation_alias=_env("SSMATCH_RULES_FILE"))
 
     outbox_poll_interval_s: float = Field(0.5, validation_alias=_env("SSMATCH_OUTBOX_POLL_INTERVAL_S"))
+    # Outbox relay: one relay publishes at a time (a lease with a fencing token, renewed while it works);
+    # published rows are kept this long so a broker that lost its topics (the in-memory embedded one
+    # after a restart) gets them again; the relay checks the broker every `outbox_check_interval_s`.
+    outbox_lease_s: float = Field(10.0, gt=0, validation_alias=_env("SSMATCH_OUTBOX_LEASE_S"))
+    outbox_retention_s: float = Field(7 * 24 * 3600.0, ge=0, validation_alias=_env("SSMATCH_OUTBOX_RETENTION_S"))
+    outbox_check_interval_s: float = Field(5.0, gt=0, validation_alias=_env("SSMATCH_OUTBOX_CHECK_INTERVAL_S"))
+
+    # Ports of the embedded servers: when KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI are not set, every
+    # process (services, `ssmatch` CLI) finds the embedded ones here, as `make run` starts them.
+    kafka_port: int = Field(9092, validation_alias=_env("SSMATCH_KAFKA_PORT"))
+    mongo_port: int = Field(27017, validation_alias=_env("SSMATCH_MONGO_PORT"))
+    # How many matcher worker processes `make run` starts (one consumer group).
+    matcher_workers: int = Field(1, ge=1, le=32, validation_alias=_env("SSMATCH_MATCHER_WORKERS"))
     log_level: str = Field("INFO", validation_alias=_env("SSMATCH_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=_env("SSMATCH_LOG_FORMAT"))
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        """Without an explicit URI, point at the embedded servers' ports (the launcher's defaults)."""
+        if "kafka_bootstrap_servers" not in self.model_fields_set:
+            self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
+        if "mongodb_uri" not in self.model_fields_set:
+            self.mongodb_uri = f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -221,6 +221,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
             "outbox_published_total": relay.published_total,
             "outbox_relay_errors_total": relay.errors_total,
             "outbox_relay_last_error": relay.last_error,
+            **relay.stats(),
             "match_events_processed_total": app.state.projection.processed_total,
             "match_events_deadlettered_total": app.state.projection.deadlettered_total,
             "rate_limited_total": app.state.rate_limiter.limited_total,

@@ -1,15 +1,19 @@
 """Load the demo catalogue (ssmatch/demo/data.json) through the public API.
 
-Idempotent: organizations are found by name, needs and offers are posted with an Idempotency-Key
-derived from their demo key, so a second `make run` on the same data creates nothing twice. Fresh
-tokens are issued on every run (stored tokens are hashed, so old ones cannot be shown again).
+Idempotent by the demo's own keys, never by names: the launcher keeps a small registry in the store
+(database `ssmatch_stack`, collection `demo_organizations`, one row per (catalog database, demo key)
+→ organization id), so another organization that shares a demo organization's name is neither
+reused nor in the way. Needs and offers are posted with an Idempotency-Key derived from their demo
+key, so a second `make run` on the same data creates nothing twice. Fresh tokens are issued on every
+run (stored tokens are hashed, so old ones cannot be shown again).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import httpx
 
@@ -42,21 +46,96 @@ def _check(resp: httpx.Response, what: str) -> dict[str, Any]:
     return resp.json()  # type: ignore[no-any-return]
 
 
-def load_demo(catalog_url: str, admin_token: str, data: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+class DemoRegistry(Protocol):
+    """Where the launcher remembers which organization it created for each demo key."""
+
+    def get(self, key: str) -> str | None: ...
+    def put(self, key: str, organization_id: str) -> None: ...
+    def empty(self) -> bool: ...
+
+
+class MemoryRegistry:
+    def __init__(self) -> None:
+        self.rows: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.rows.get(key)
+
+    def put(self, key: str, organization_id: str) -> None:
+        self.rows[key] = organization_id
+
+    def empty(self) -> bool:
+        return not self.rows
+
+
+class MongoRegistry:
+    """The registry in the document store, next to the data it describes (scoped by catalog database)."""
+
+    def __init__(self, mongodb_uri: str, catalog_db: str) -> None:
+        from pymongo import MongoClient
+
+        self.client: Any = MongoClient(mongodb_uri, serverSelectionTimeoutMS=10000, appname="ssmatch-launcher")
+        self.rows = self.client["ssmatch_stack"]["demo_organizations"]
+        self.scope = catalog_db
+
+    def get(self, key: str) -> str | None:
+        row = self.rows.find_one({"_id": f"{self.scope}/{key}"})
+        return str(row["organization_id"]) if row else None
+
+    def put(self, key: str, organization_id: str) -> None:
+        self.rows.replace_one(
+            {"_id": f"{self.scope}/{key}"}, {"catalog_db": self.scope, "key": key, "organization_id": organization_id}, upsert=True
+        )
+
+    def empty(self) -> bool:
+        return self.rows.count_documents({"catalog_db": self.scope}, limit=1) == 0
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _same(org: dict[str, Any], doc: dict[str, Any]) -> bool:
+    return all(doc.get(k) == org[k] for k in ("name", "type", "country"))
+
+
+def _find_or_create(
+    client: httpx.Client, admin: dict[str, str], org: dict[str, Any], registry: DemoRegistry, legacy: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> dict[str, Any]:
+    known = registry.get(org["key"])
+    if known is not None:
+        resp = client.get(f"/v1/organizations/{known}", headers=admin)
+        if resp.status_code == 200 and resp.json().get("type") == org["type"]:
+            return _check(resp, f"reading organization {org['name']}")
+    doc = legacy(org)
+    if doc is None:
+        body = {k: org[k] for k in ("name", "type", "country", "contact", "language") if k in org}
+        doc = _check(client.post("/v1/organizations", json=body, headers=admin), f"creating organization {org['name']}")
+    registry.put(org["key"], doc["id"])
+    return doc
+
+
+def load_demo(
+    catalog_url: str, admin_token: str, data: dict[str, Any] | None = None, registry: DemoRegistry | None = None
+) -> list[tuple[str, str, str]]:
     """Create demo organizations, tokens, needs and offers; returns (role, organization, token)."""
     data = data or demo_data()
+    registry = registry if registry is not None else MemoryRegistry()
     admin = {"Authorization": f"Bearer {admin_token}"}
     out: list[tuple[str, str, str]] = []
     with httpx.Client(base_url=catalog_url, timeout=30) as client:
-        existing = {o["name"]: o for o in _check(client.get("/v1/organizations", headers=admin), "listing organizations")["items"]}
-        org_by_key: dict[str, dict[str, Any]] = {}
+        adoptable: list[dict[str, Any]] = []
+        if registry.empty():
+            # Data loaded before the registry existed: adopt a demo organization only when exactly
+            # one organization has its name, type and country (never one that merely shares a name).
+            adoptable = _check(client.get("/v1/organizations", headers=admin), "listing organizations")["items"]
+
+        def legacy(org: dict[str, Any]) -> dict[str, Any] | None:
+            same = [d for d in adoptable if _same(org, d)]
+            return same[0] if len(same) == 1 else None
+
         tokens: dict[str, str] = {}
         for org in data["organizations"]:
-            doc = existing.get(org["name"])
-            if doc is None:
-                body = {k: org[k] for k in ("name", "type", "country", "contact", "language") if k in org}
-                doc = _check(client.post("/v1/organizations", json=body, headers=admin), f"creating organization {org['name']}")
-            org_by_key[org["key"]] = doc
+            doc = _find_or_create(client, admin, org, registry, legacy)
             tokens[org["key"]] = _check(
                 client.post("/v1/tokens", json={"organization_id": doc["id"]}, headers=admin), f"issuing a token for {org['name']}"
             )["token"]

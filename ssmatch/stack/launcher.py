@@ -2,6 +2,13 @@
 
 Embedded servers are started only when KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI are not set; the
 services get the same settings either way, so nothing in them knows which servers they talk to.
+
+Supervision works like systemd's `Restart=always` with a start limit (or a Kubernetes pod's
+CrashLoopBackOff): a process that exits is started again after a backoff that doubles with each
+crash (0.5 s … 15 s); only when one crashes `SSMATCH_RESTART_LIMIT` times within
+`SSMATCH_RESTART_WINDOW_S` does the launcher give up, stop everything and name it. A restarted
+in-memory broker comes back empty: its topics are created again here, and the catalog's outbox
+relay notices the loss and re-relays what the store still holds.
 """
 
 from __future__ import annotations
@@ -14,17 +21,31 @@ import signal
 import sys
 import time
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssmatch.stack.embedded import mongo_uri, start_secantus, start_tansu
-from ssmatch.stack.processes import Child, ChildExited, port_in_use, python, stop_all, wait_until
+from ssmatch.stack.processes import Child, ChildExited, free_port, port_in_use, port_open, python, stop_all, wait_until
 
 SERVICES = (("catalog", "CATALOG_PORT"), ("matcher", "MATCHER_PORT"), ("notify", "NOTIFY_PORT"))
 
 
 class PortBusy(RuntimeError):
     pass
+
+
+class GaveUp(ChildExited):
+    """A process crashed too often within the window: the launcher stops everything."""
+
+
+def _env_count(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SystemExit(f"ssmatch: {name}={raw!r} must be a whole number from {low} to {high}")
+    return int(raw)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -47,6 +68,9 @@ class StackConfig:
     admin_token: str = ""
     demo: bool = True
     log_format: str = "json"
+    matcher_workers: int = 1
+    restart_limit: int = 5
+    restart_window_s: float = 120.0
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -60,7 +84,27 @@ class StackConfig:
             admin_token=os.environ.get("SSMATCH_ADMIN_TOKEN") or "ssm_admin_" + secrets.token_urlsafe(24),
             demo=os.environ.get("SSMATCH_DEMO", "1").strip() not in ("0", "false", "no"),
             log_format=os.environ.get("SSMATCH_LOG_FORMAT", "json"),
+            matcher_workers=_env_count("SSMATCH_MATCHER_WORKERS", 1, 1, 32),
+            restart_limit=_env_count("SSMATCH_RESTART_LIMIT", 5, 1, 1000),
+            restart_window_s=float(_env_count("SSMATCH_RESTART_WINDOW_S", 120, 1, 86400)),
         )
+
+
+@dataclass
+class Supervised:
+    """One supervised process: its restart history and when it may start again."""
+
+    child: Child
+    health_url: str | None = None
+    crashes: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    restarts_total: int = 0
+    last_code: int | None = None
+    after_start: object = None  # callable run once a restarted infra server listens again
+
+    @property
+    def name(self) -> str:
+        return self.child.name
 
 
 class Stack:
@@ -69,6 +113,8 @@ class Stack:
         self.log_dir = config.data_dir / "logs"
         self.infra: list[Child] = []
         self.services: list[Child] = []
+        self.units: list[Supervised] = []
+        self.matcher_ports: list[int] = []
         self.kafka_bootstrap = config.kafka_bootstrap or f"127.0.0.1:{config.kafka_port}"
         self.mongodb_uri = config.mongodb_uri or mongo_uri(config.mongo_port)
 
@@ -87,12 +133,25 @@ class Stack:
 
     def start_infra(self) -> None:
         if not self.config.kafka_bootstrap:
-            self.infra.append(start_tansu(self.config.kafka_port, self.log_dir))
+            broker = start_tansu(self.config.kafka_port, self.log_dir)
+            self.infra.append(broker)
+            port = self.config.kafka_port
+            self.units.append(Supervised(broker, after_start=lambda: (self._wait_port(port, broker), self._ensure_topics())))
         if not self.config.mongodb_uri:
-            self.infra.append(start_secantus(self.config.mongo_port, self.config.data_dir / "mongo", self.log_dir))
+            store = start_secantus(self.config.mongo_port, self.config.data_dir / "mongo", self.log_dir)
+            self.infra.append(store)
+            port = self.config.mongo_port
+            self.units.append(Supervised(store, after_start=lambda: self._wait_port(port, store)))
+        self._ensure_topics()
+
+    def _ensure_topics(self) -> None:
         from ssmatch.kafka import ensure_topics
 
         asyncio.run(ensure_topics(self.kafka_bootstrap))
+
+    @staticmethod
+    def _wait_port(port: int, child: Child) -> None:
+        wait_until(lambda: port_open(port), 60, f"{child.name} on port {port}", [child])
 
     def service_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -111,13 +170,35 @@ class Stack:
             env["SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES"] = "1"
         return env
 
-    def start_services(self, timeout_s: float = 120) -> None:
+    def service_specs(self) -> list[tuple[str, str, int, dict[str, str]]]:
+        """(name, module, port, env) per service process: matcher worker 0 on MATCHER_PORT, the others
+        (SSMATCH_MATCHER_WORKERS > 1) on free ports, all in one consumer group."""
         env = self.service_env()
-        for name, _ in SERVICES:
-            self.services.append(Child(name, [python(), "-m", f"services.{name}"], env, self.log_dir / f"{name}.log").start())
-        for name, _ in SERVICES:
-            url = f"{self.url(name)}/healthz"
-            wait_until(lambda url=url: _healthy(url), timeout_s, f"{name} at {url}", self.children, interval=0.25)
+        self.matcher_ports = [self.config.ports["matcher"]] + [free_port() for _ in range(self.config.matcher_workers - 1)]
+        specs: list[tuple[str, str, int, dict[str, str]]] = [("catalog", "services.catalog", self.config.ports["catalog"], env)]
+        for i, port in enumerate(self.matcher_ports):
+            specs.append(("matcher" if i == 0 else f"matcher-{i}", "services.matcher", port, {**env, "MATCHER_PORT": str(port)}))
+        specs.append(("notify", "services.notify", self.config.ports["notify"], env))
+        return specs
+
+    def start_services(self, timeout_s: float = 120) -> None:
+        for name, module, port, env in self.service_specs():
+            child = Child(name, [python(), "-m", module], env, self.log_dir / f"{name}.log").start()
+            self.services.append(child)
+            self.units.append(Supervised(child, health_url=f"http://127.0.0.1:{port}/healthz"))
+        self.wait_healthy(timeout_s)
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        """Wait until every service answers /healthz, restarting any that crash meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        pending = [u for u in self.units if u.health_url]
+        while pending:
+            self.supervise()
+            pending = [u for u in pending if not (u.restart_at is None and _healthy(u.health_url or ""))]
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"{', '.join(u.name for u in pending)} not ready after {timeout_s:.0f}s")
+            if pending:
+                time.sleep(0.25)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.config.ports[service]}"
@@ -126,9 +207,46 @@ class Stack:
     def children(self) -> list[Child]:
         return self.infra + self.services
 
+    def unit(self, name: str) -> Supervised:
+        return next(u for u in self.units if u.name == name)
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart what exited (after its backoff); give up on one that keeps crashing. Returns what
+        was restarted in this pass."""
+        now = time.monotonic() if now is None else now
+        restarted: list[str] = []
+        for unit in self.units:
+            code = unit.child.exit_code()
+            if unit.restart_at is None and code is not None:
+                unit.last_code = code
+                unit.crashes.append(now)
+                while unit.crashes and now - unit.crashes[0] > self.config.restart_window_s:
+                    unit.crashes.popleft()
+                if len(unit.crashes) >= self.config.restart_limit:
+                    raise GaveUp(
+                        f"{unit.name} exited with code {code}, {len(unit.crashes)} times within "
+                        f"{self.config.restart_window_s:.0f}s: giving up; its log: {unit.child.log_path}\n{unit.child.tail()}"
+                    )
+                backoff = min(15.0, 0.5 * 2 ** (len(unit.crashes) - 1))
+                unit.restart_at = now + backoff
+                print(
+                    f"ssmatch: {unit.name} exited with code {code}; restarting in {backoff:.1f}s "
+                    f"(crash {len(unit.crashes)} of {self.config.restart_limit} allowed within {self.config.restart_window_s:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif unit.restart_at is not None and now >= unit.restart_at:
+                unit.child.start()
+                unit.restart_at = None
+                unit.restarts_total += 1
+                if callable(unit.after_start):
+                    unit.after_start()
+                print(f"ssmatch: {unit.name} restarted (pid {unit.child.pid})", file=sys.stderr, flush=True)
+                restarted.append(unit.name)
+        return restarted
+
     def check(self) -> None:
-        for child in self.children:
-            child.check_alive()
+        self.supervise()
 
     def stop(self) -> None:
         stop_all(self.services, grace_s=4.0)
@@ -151,7 +269,8 @@ def _banner(stack: Stack, tokens: list[tuple[str, str, str]]) -> str:
         "",
         "South-South Match is up.",
         f"  catalog  {stack.url('catalog')}   (API docs: {stack.url('catalog')}/docs)",
-        f"  matcher  {stack.url('matcher')}",
+        f"  matcher  {stack.url('matcher')}"
+        + (f"   ({len(stack.matcher_ports)} workers; the others on ports {', '.join(map(str, stack.matcher_ports[1:]))})" if len(stack.matcher_ports) > 1 else ""),
         f"  notify   {stack.url('notify')}",
         f"  kafka    {kafka}",
         f"  mongodb  {mongo}",
@@ -198,10 +317,14 @@ def run() -> int:
         stack.start_services()
         tokens: list[tuple[str, str, str]] = []
         if config.demo:
-            from ssmatch.stack.demo import load_demo
+            from ssmatch.stack.demo import MongoRegistry, load_demo
 
             print("ssmatch: loading demo data…", flush=True)
-            tokens = load_demo(stack.url("catalog"), config.admin_token)
+            registry = MongoRegistry(stack.mongodb_uri, os.environ.get("SSMATCH_CATALOG_DB") or "ssmatch_catalog")
+            try:
+                tokens = load_demo(stack.url("catalog"), config.admin_token, registry=registry)
+            finally:
+                registry.close()
             (config.data_dir / "demo-tokens.json").write_text(
                 json.dumps([{"role": r, "organization": n, "token": t} for r, n, t in tokens] + [{"role": "admin", "organization": None, "token": config.admin_token}], indent=2)
             )
@@ -214,7 +337,7 @@ def run() -> int:
         print("\nssmatch: stopping…", flush=True)
         return 0
     except ChildExited as exc:
-        print(f"ssmatch: {exc}\nssmatch: stopping the rest.", file=sys.stderr, flush=True)
+        print(f"ssmatch: {exc}\nssmatch: stopping everything.", file=sys.stderr, flush=True)
         return 1
     except (TimeoutError, OSError, RuntimeError) as exc:
         print(f"ssmatch: start-up failed: {exc}", file=sys.stderr, flush=True)

@@ -63,7 +63,10 @@ class Child:
     _log: object = field(default=None, repr=False)
 
     def start(self) -> Child:
+        """Start (or, after it exited, start again) the process, appending to its log."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log is not None:
+            self._log.close()  # type: ignore[attr-defined]
         log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the child
         self._log = log
         self.proc = subprocess.Popen(

@@ -16,7 +16,7 @@ import uvicorn
 from pymongo import MongoClient
 
 from services.catalog.app import create_app
-from ssmatch import cli
+from services.catalog import cli
 from ssmatch.stack.processes import free_port
 from tests.integration.catalog.conftest import Api, admin
 

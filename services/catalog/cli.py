@@ -12,8 +12,13 @@ waits when the catalog answers 429 (Retry-After) and retries transient failures.
 failed row as (row, column, reason); the exit status is 0 when every row was imported, 1 when some rows
 failed, 2 when the import could not run (unreadable file, refused token, catalog unreachable).
 
-`replay` queues the current state of every open need and offer again in the catalog's outbox (MONGODB_URI,
-SSMATCH_CATALOG_DB), for a running catalog's relay to publish: use it after the broker lost its topics.
+`replay` queues the current state of every open need and offer again in the catalog's outbox, for a running
+catalog's relay to publish (e.g. after a rules change). It finds the store exactly as the services do
+(MONGODB_URI, else the embedded store on SSMATCH_MONGO_PORT; SSMATCH_CATALOG_DB). A broker that lost its topics
+needs no replay: the relay notices and re-relays what the outbox retains.
+
+This is the `ssmatch` console script. It lives with the catalog because both commands are the catalog's
+(its importer, its store); the shared `ssmatch` package never imports a service.
 """
 
 from __future__ import annotations
@@ -243,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--report", help="also write the row-level errors to this CSV file")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
-    rep = sub.add_parser("replay", help="queue every open need and offer again for publishing (after broker loss)")
+    rep = sub.add_parser("replay", help="queue every open need and offer again for publishing (after a rules change)")
     rep.add_argument("--catalog-url", default=default_url, help=argparse.SUPPRESS)
     rep.set_defaults(func=cmd_replay)
     return parser
