@@ -146,6 +146,24 @@ def _coverage(need: np.ndarray, offer: np.ndarray, related: list[int], credit: f
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
+def _related(need: np.ndarray, related: list[int], nbits: int) -> np.ndarray:
+    """Per pair, the codes that would serve the need: its own plus the related ones (adjacent, compatible)."""
+    out = need.copy()
+    for bit in range(nbits):
+        if related[bit]:
+            out |= np.where((need >> bit) & 1 == 1, related[bit], 0)
+    return out
+
+
+def _breadth(need_related: np.ndarray, offer: np.ndarray, allowance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(factor, matched, claimed): code credit scales by min(1, (matched + allowance) / claimed), so an
+    offer claiming a few codes beyond the need keeps its credit and one claiming everything does not."""
+    claimed = _popcount(offer)
+    matched = _popcount(offer & need_related)
+    factor = np.minimum(1.0, np.divide(matched + allowance, claimed, out=np.ones_like(claimed), where=claimed > 0))
+    return factor.astype(np.float32), matched, claimed
+
+
 @dataclass
 class BatchScores:
     """Scores of pairs (needs[i], offers[i]); explanations are built only when asked for."""
@@ -159,6 +177,10 @@ class BatchScores:
     cosine: np.ndarray
     exclusion_reasons: dict[int, list[str]]
     exclusion_codes: dict[int, list[Reason]] = field(default_factory=dict)
+    code_gate: np.ndarray | None = None  # share of code credit the texts confirm (1: all)
+    breadth: np.ndarray | None = None  # share of code credit left after the breadth discount (1: all)
+    unmatched_codes: np.ndarray | None = None
+    claimed_codes: np.ndarray | None = None
 
     def score(self, i: int) -> Score:
         need, offer = self.needs[i], self.offers[i]
@@ -198,6 +220,11 @@ def _reasons(need: Prepared, offer: Prepared, batch: BatchScores, i: int) -> lis
     common_sdgs = sorted(set(n.sdgs) & set(o.sdgs))
     if common_sdgs:
         out.append(Reason("common_sdgs", {"sdgs": common_sdgs}))
+    coded = bool(shared or near or same_mod or common_sdgs) or any(float(batch.components[k][i]) > 0 for k in ("modalities",))
+    if coded and batch.code_gate is not None and float(batch.code_gate[i]) < 0.995:
+        out.append(Reason("codes_unconfirmed", {"credit": round(float(batch.code_gate[i]), 4)}))
+    if batch.breadth is not None and batch.unmatched_codes is not None and batch.claimed_codes is not None and float(batch.breadth[i]) < 0.995:
+        out.append(Reason("broad_offer", {"unmatched": int(batch.unmatched_codes[i]), "claimed": int(batch.claimed_codes[i])}))
     if offer.geography >= batch.rules.geography.global_south_provider:
         out.append(Reason("south_south", {"country": o.country}))
     elif o.triangular_partners:
@@ -331,6 +358,22 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
     modalities = _coverage(n_mod, o_mod, tables.modality_comp, rules.modalities.compatible_credit, len(MODALITIES))
     sdg_count = _popcount(n_sdg)
     sdgs = np.divide(_popcount(n_sdg & o_sdg), sdg_count, out=np.zeros(n, dtype=np.float32), where=sdg_count > 0)
+    codes = rules.codes
+    # Codes confirm what the texts say: their credit scales with semantic agreement (v1.1.0)
+    gate = np.minimum(1.0, semantic / codes.semantic_gate).astype(np.float32) if codes.semantic_gate > 0 else np.ones(n, dtype=np.float32)
+    # Breadth is not free: claiming codes beyond the need discounts code credit (v1.1.0)
+    breadth = np.ones(n, dtype=np.float32)
+    unmatched = claimed = np.zeros(n, dtype=np.float32)
+    if codes.breadth_allowance >= 0:
+        parts = [_breadth(_related(n_sec, tables.sector_adj, len(SECTORS)), o_sec, codes.breadth_allowance),
+                 _breadth(_related(n_mod, tables.modality_comp, len(MODALITIES)), o_mod, codes.breadth_allowance),
+                 _breadth(n_sdg, o_sdg, codes.breadth_allowance)]
+        breadth = np.prod([f for f, _, _ in parts], axis=0).astype(np.float32)
+        claimed = sum(c for _, _, c in parts)  # type: ignore[assignment]
+        unmatched = claimed - sum(m for _, m, _ in parts)
+    sectors, modalities, sdgs = (sectors * gate * breadth, modalities * gate * breadth, sdgs * gate * breadth)
+    if codes.breadth_discounts_texts:  # a catch-all offer's text is near everything too (v1.1.0)
+        semantic, text = semantic * breadth, text * breadth
     geography = np.minimum(1.0, cset.geography + one.geography).astype(np.float32)
     components = {"semantic": semantic, "text": text, "sectors": sectors, "modalities": modalities, "sdgs": sdgs, "geography": geography}
     total = sum(tables.weights[k] * v for k, v in components.items())
@@ -354,7 +397,7 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
             excluded[i] = True
     total = np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32)
     return BatchScores(needs, offers, rules, total, excluded, components, cosine,
-                       {i: [r.text() for r in rs] for i, rs in reasons.items()}, reasons)
+                       {i: [r.text() for r in rs] for i, rs in reasons.items()}, reasons, gate, breadth, unmatched, claimed)
 
 
 def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None,
