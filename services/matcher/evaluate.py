@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import os
 import re
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 from rapidfuzz import fuzz, utils
 
-from services.matcher.scoring import Embedder, LanguageCentroids, MatchItem, Rules, item_text, load_rules, prepare, score_prepared
+from services.matcher.scoring import CandidateSet, Embedder, LanguageCentroids, MatchItem, Rules, item_text, load_rules, prepare, score_against
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SET = REPO.parent / "shared" / "eval" / "dev-set.json"
@@ -31,8 +33,6 @@ METRICS = ("precision@1", "recall@5", "mrr", "ndcg@10")
 
 
 def load_set(path: Path) -> tuple[list[MatchItem], list[MatchItem], dict[tuple[str, str], int]]:
-    import json
-
     data = json.loads(path.read_text(encoding="utf-8"))
     needs = [MatchItem.from_eval(n, "need") for n in data["needs"]]
     offers = [MatchItem.from_eval(o, "offer") for o in data["offers"]]
@@ -40,20 +40,26 @@ def load_set(path: Path) -> tuple[list[MatchItem], list[MatchItem], dict[tuple[s
     return needs, offers, grades
 
 
-def embed_all(texts: list[str], embedder: Embedder) -> np.ndarray:
-    cache_path = os.environ.get("SSMATCH_EMBED_CACHE")
+def embed_all(texts: list[str], embedder: Embedder, write_cache: bool = False) -> np.ndarray:
+    """Vectors of `texts`, reusing cached ones by text hash: the committed eval_data/vectors.npz (the
+    eval data's and the dev set's texts, so `make eval` stays fast) and SSMATCH_EMBED_CACHE if set.
+    Texts found in neither are embedded now (e.g. a hidden evaluation set)."""
+    env_path = os.environ.get("SSMATCH_EMBED_CACHE")
     keys = [hashlib.sha256(("passage:" + t).encode()).hexdigest()[:24] for t in texts]
     cache: dict[str, np.ndarray] = {}
-    if cache_path and Path(cache_path).exists():
-        with np.load(cache_path) as z:
-            cache = {k: z[k] for k in z.files}
+    for path in (VECTOR_CACHE, Path(env_path) if env_path else None):
+        if path is not None and path.exists():
+            with np.load(path) as z:
+                cache.update({k: z[k] for k in z.files})
     todo = [i for i, k in enumerate(keys) if k not in cache]
     if todo:
         vectors = embedder.embed([texts[i] for i in todo])
         for i, v in zip(todo, vectors, strict=True):
             cache[keys[i]] = v
-        if cache_path:
-            np.savez(cache_path, **cache)
+        if env_path:
+            np.savez(env_path, **cache)
+    if write_cache:
+        np.savez_compressed(VECTOR_CACHE, **{k: cache[k] for k in dict.fromkeys(keys)})
     return np.stack([cache[k] for k in keys])
 
 
@@ -81,27 +87,43 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def system_scores(needs: list[MatchItem], offers: list[MatchItem], vectors: dict[str, np.ndarray], rules: Rules, ablate: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+def centroids_for(corpus: list[MatchItem], vectors: dict[str, np.ndarray], rules: Rules,
+                  extra: tuple[np.ndarray, list[str | None]] | None = None) -> LanguageCentroids:
+    """Centroids of the stored corpus the matcher would hold (plus `extra` vectors, e.g. a bulk import)."""
+    vecs = np.stack([vectors[i.id] for i in corpus])
+    langs: list[str | None] = [i.text_language for i in corpus]
+    if extra is not None:
+        vecs, langs = np.vstack([vecs, extra[0]]), langs + list(extra[1])
+    return LanguageCentroids.from_vectors(vecs, langs, **centring_options(rules))
+
+
+def centring_options(rules: Rules) -> dict[str, Any]:
+    return rules.semantic.centring_options()
+
+
+def system_scores(needs: list[MatchItem], offers: list[MatchItem], vectors: dict[str, np.ndarray], rules: Rules, ablate: str | None = None,
+                  centroids: LanguageCentroids | None = None, baselines: bool = True) -> dict[str, dict[str, np.ndarray]]:
     texts_n = [item_text(n) for n in needs]
     texts_o = [item_text(o) for o in offers]
-    bm25 = BM25Okapi([_words(t) for t in texts_o])
+    bm25 = BM25Okapi([_words(t) for t in texts_o]) if baselines else None
     on = np.stack([vectors[o.id] for o in offers])
     if ablate:
         weights = rules.weights.model_dump()
         weights[ablate] = 0.0
         rules = rules.model_copy(update={"weights": type(rules.weights)(**weights)})
-    corpus = needs + offers  # the stored corpus the matcher would hold: centroids come from it
-    centroids = LanguageCentroids.from_vectors(np.stack([vectors[i.id] for i in corpus]), [i.text_language for i in corpus],
-                                               prior_weight=rules.semantic.language_prior_weight)
+    if centroids is None:
+        centroids = centroids_for(needs + offers, vectors, rules)  # the stored corpus the matcher would hold
     prepared_offers = [prepare(o.model_copy(update={"embedding": vectors[o.id].tolist()}), rules) for o in offers]
+    cset = CandidateSet.build(prepared_offers)
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for n, tn in zip(needs, texts_n, strict=True):
         pn = prepare(n.model_copy(update={"embedding": vectors[n.id].tolist()}), rules)
-        batch = score_prepared([pn] * len(offers), prepared_offers, rules, centroids)
+        batch = score_against(pn, cset, rules, centroids)
         out["ssmatch"][n.id] = np.where(batch.excluded, -1.0, batch.total)
-        out["bm25"][n.id] = bm25.get_scores(_words(tn))
-        out["rapidfuzz"][n.id] = np.array([fuzz.token_set_ratio(tn, to, processor=utils.default_process) for to in texts_o])
-        out["e5"][n.id] = on @ vectors[n.id]
+        if bm25 is not None:
+            out["bm25"][n.id] = bm25.get_scores(_words(tn))
+            out["rapidfuzz"][n.id] = np.array([fuzz.token_set_ratio(tn, to, processor=utils.default_process) for to in texts_o])
+            out["e5"][n.id] = on @ vectors[n.id]
     return out
 
 
@@ -119,11 +141,116 @@ def evaluate(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple
     return result
 
 
+EVAL_DATA = Path(__file__).resolve().parent / "eval_data"
+VECTOR_CACHE = EVAL_DATA / "vectors.npz"
+DEMO_FILE = REPO / "ssmatch" / "demo" / "data.json"
+PARITY_LANGUAGES = ("en", "fr", "es", "pt", "ar", "zh", "ru")
+SKEW_ITEMS = 1000
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def demo_offers() -> list[MatchItem]:
+    """The demo catalogue's offers, as distractors: every one open, none judged."""
+    return [MatchItem.from_eval({**{k: v for k, v in o.items() if k not in ("expires_at", "status")}, "id": f"demo:{o['key']}"}, "offer")
+            for o in _read(DEMO_FILE)["offers"]]
+
+
+def gaming_offers() -> list[MatchItem]:
+    return [MatchItem.from_eval(o, "offer") for o in _read(EVAL_DATA / "gaming_offers.json")["offers"]]
+
+
+def parity_sets() -> list[tuple[MatchItem, list[MatchItem]]]:
+    """(need, [the same offer in each of seven languages]) per set."""
+    out = []
+    for ps in _read(EVAL_DATA / "parity_sets.json")["sets"]:
+        need = MatchItem.from_eval({**ps["need"], "id": f"{ps['id']}:need", "organization": f"{ps['id']}-need",
+                                    "languages": sorted({ps["need"]["text_language"], "en"})}, "need")
+        spec = ps["offer"]
+        offers = [MatchItem.from_eval({**{k: v for k, v in spec.items() if k != "texts"}, "id": f"{ps['id']}:{lang}", "title": title,
+                                       "description": desc, "keywords": kw, "text_language": lang, "languages": list(PARITY_LANGUAGES),
+                                       "organization": f"{ps['id']}-offer"}, "offer")
+                  for lang, (title, desc, kw) in spec["texts"].items()]
+        out.append((need, offers))
+    return out
+
+
+def skew_texts() -> dict[str, list[str]]:
+    """Distinct same-topic texts per language: every phrase in every frame."""
+    data = _read(EVAL_DATA / "skew_topic.json")
+    return {lang: [frame.format(phrase) for frame in data["frames"][lang] for phrase in phrases] for lang, phrases in data["phrases"].items()}
+
+
+def skew_items(distinct: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """`count` unit vectors built from `distinct` real embeddings: each repeated, with a small random
+    perturbation (norm ~0.05) so no two are identical. The mean of the import (all that a mean
+    centroid sees) is the mean of real embeddings; see README "How matching works" for why this is
+    an honest stand-in for 1,000 distinct texts of one topic."""
+    rng = np.random.default_rng(seed)
+    base = distinct[np.arange(count) % len(distinct)]
+    noisy = base + rng.normal(scale=0.05 / np.sqrt(base.shape[1]), size=base.shape)
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+
+def judged_needs(needs: list[MatchItem], grades: dict[tuple[str, str], int]) -> list[MatchItem]:
+    return [n for n in needs if any(g == 2 for (nid, _), g in grades.items() if nid == n.id)]
+
+
+def gaming_report(needs: list[MatchItem], offers: list[MatchItem], gamers: list[MatchItem], vectors: dict[str, np.ndarray],
+                  rules: Rules) -> dict[str, float]:
+    """Share of dev needs whose top 5 (top 1) holds a box-ticking offer, and the best score one gets."""
+    everything = offers + gamers
+    scores = system_scores(needs, everything, vectors, rules, centroids=centroids_for(needs + everything, vectors, rules), baselines=False)["ssmatch"]
+    ids = {g.id for g in gamers}
+    top5 = top1 = 0
+    best = 0.0
+    for n in needs:
+        ranking = rank(scores[n.id], everything)
+        top5 += bool(ids & set(ranking[:5]))
+        top1 += ranking[0] in ids
+        best = max(best, max(float(scores[n.id][j]) for j, o in enumerate(everything) if o.id in ids))
+    return {"top5_share": top5 / len(needs), "top1_share": top1 / len(needs), "max_score": best}
+
+
+def skew_report(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[str, str], int], vectors: dict[str, np.ndarray],
+                skew: dict[str, np.ndarray], rules: Rules) -> dict[str, tuple[float, float]]:
+    """precision@1 of each language's needs before and after 1,000 same-topic items in that language
+    join the corpus the centroids come from (they are not ranked: this isolates centring)."""
+    before = evaluate(needs, offers, grades, system_scores(needs, offers, vectors, rules, baselines=False))["ssmatch"]
+    out = {}
+    for i, lang in enumerate(sorted(skew)):
+        mine = [n for n in needs if n.text_language == lang]
+        if not judged_needs(mine, grades):
+            continue
+        extra = skew_items(skew[lang], SKEW_ITEMS, seed=i)
+        cents = centroids_for(needs + offers, vectors, rules, extra=(extra, [lang] * len(extra)))
+        after = evaluate(mine, offers, grades, system_scores(mine, offers, vectors, rules, centroids=cents, baselines=False))["ssmatch"]
+        out[lang] = (before[lang]["precision@1"], after["all"]["precision@1"])
+    return out
+
+
+def parity_report(sets: list[tuple[MatchItem, list[MatchItem]]], corpus: list[MatchItem], vectors: dict[str, np.ndarray],
+                  rules: Rules) -> tuple[list[float], dict[str, float]]:
+    """Spread (max - min) of one offer's score over its seven languages, per set; mean score per language."""
+    cents = centroids_for(corpus, vectors, rules)
+    spreads, per_lang = [], defaultdict(list)
+    for need, offers in sets:
+        totals = system_scores([need], offers, vectors, rules, centroids=cents, baselines=False)["ssmatch"][need.id]
+        spreads.append(float(totals.max() - totals.min()))
+        for o, t in zip(offers, totals, strict=True):
+            per_lang[o.text_language or "und"].append(float(t))
+    return spreads, {k: sum(v) / len(v) for k, v in per_lang.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--set", default=str(DEFAULT_SET), help="evaluation set (JSON, ../shared/eval/README.md format)")
     parser.add_argument("--rules", default=None, help="rules file (default: the matcher's own)")
     parser.add_argument("--ablation", action="store_true", help="also print figures without each component")
+    parser.add_argument("--write-cache", action="store_true", help="store every text's vector in eval_data/vectors.npz")
+    parser.add_argument("--no-reports", action="store_true", help="only the ranking figures (no pool, gaming, skew, parity)")
     args = parser.parse_args(argv)
     path = Path(args.set)
     if not path.exists():
@@ -132,26 +259,106 @@ def main(argv: list[str] | None = None) -> int:
     rules = load_rules(args.rules)
     needs, offers, grades = load_set(path)
     started = time.perf_counter()
-    items = needs + offers
-    vecs = embed_all([item_text(i) for i in items], Embedder())
-    vectors = {i.id: v for i, v in zip(items, vecs, strict=True)}
+    pool, gamers, psets, skew_by_lang = ([], [], [], {}) if args.no_reports else (demo_offers(), gaming_offers(), parity_sets(), skew_texts())
+    items = needs + offers + pool + gamers + [i for need, os_ in psets for i in (need, *os_)]
+    skew_flat = [(lang, t) for lang, ts in skew_by_lang.items() for t in ts]
+    vecs = embed_all([item_text(i) for i in items] + [t for _, t in skew_flat], Embedder(), write_cache=args.write_cache)
+    vectors = {i.id: v for i, v in zip(items, vecs, strict=False)}
+    skew: dict[str, np.ndarray] = {lang: vecs[len(items) + k: len(items) + k + len(ts)]
+                                   for lang, ts, k in _offsets(skew_by_lang)}
     result = evaluate(needs, offers, grades, system_scores(needs, offers, vectors, rules))
-    for system in ("ssmatch", "bm25", "rapidfuzz", "e5"):
+    for system in SYSTEMS:
         for metric in METRICS:
             print(f"{system}.{metric}={result[system]['all'][metric]:.4f}")
     languages = sorted(k for k in result["ssmatch"] if k != "all")
-    for system in ("ssmatch", "bm25", "rapidfuzz", "e5"):
+    for system in SYSTEMS:
         for lang in languages:
             for metric in METRICS:
                 print(f"{system}.{lang}.{metric}={result[system][lang][metric]:.4f}")
+    if not args.no_reports:
+        figures = reports(needs, offers, grades, vectors, rules, pool, gamers, psets, skew)
+        for line in figures.lines:
+            print(line)
+        for name, variant in ablations(rules):
+            ab = reports(needs, offers, grades, vectors, variant, pool, gamers, psets, skew, baselines=False)
+            for key in ("precision@1", "recall@5", "pool.precision@1", "pool.recall@5", "gaming_top5_share", "skew_drop_max", "parity_spread_max"):
+                print(f"ablation.{name}.{key}={ab.values[key]:.4f}")
     if args.ablation:
         for component in rules.weights.model_dump():
-            ablated = evaluate(needs, offers, grades, {"ssmatch": system_scores(needs, offers, vectors, rules, ablate=component)["ssmatch"]})
+            ablated = evaluate(needs, offers, grades, {"ssmatch": system_scores(needs, offers, vectors, rules, ablate=component, baselines=False)["ssmatch"]})
             for metric in METRICS:
                 print(f"ablation.without_{component}.{metric}={ablated['ssmatch']['all'][metric]:.4f}")
     print(f"eval.rules_version={rules.version}")
     print(f"eval.needs={len(needs)} eval.offers={len(offers)} eval.seconds={time.perf_counter() - started:.1f}")
     return 0
+
+
+SYSTEMS = ("ssmatch", "bm25", "rapidfuzz", "e5")
+
+
+def _offsets(groups: dict[str, list[str]]) -> list[tuple[str, list[str], int]]:
+    out, k = [], 0
+    for lang, ts in groups.items():
+        out.append((lang, ts, k))
+        k += len(ts)
+    return out
+
+
+@dataclass
+class Figures:
+    values: dict[str, float]
+    lines: list[str]
+
+
+def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[str, str], int], vectors: dict[str, np.ndarray], rules: Rules,
+            pool: list[MatchItem], gamers: list[MatchItem], psets: list[tuple[MatchItem, list[MatchItem]]], skew: dict[str, np.ndarray],
+            baselines: bool = True) -> Figures:
+    """The pool, gaming, skew and parity reports as `name=value` lines (and their values by name)."""
+    values: dict[str, float] = {}
+    lines: list[str] = []
+    base = evaluate(needs, offers, grades, system_scores(needs, offers, vectors, rules, baselines=False))["ssmatch"]["all"]
+    values.update({m: base[m] for m in METRICS})
+    everything = offers + pool
+    scores = system_scores(needs, everything, vectors, rules, centroids=centroids_for(needs + everything, vectors, rules), baselines=baselines)
+    pooled = evaluate(needs, everything, grades, scores)
+    unjudged = sum(1 for n in judged_needs(needs, grades) if (n.id, rank(scores["ssmatch"][n.id], everything)[0]) not in grades)
+    for system in pooled:
+        for metric in METRICS:
+            lines.append(f"pool.{system}.{metric}={pooled[system]['all'][metric]:.4f}")
+    values.update({f"pool.{m}": pooled["ssmatch"]["all"][m] for m in METRICS})
+    lines.append(f"pool.unjudged_top1={unjudged}")
+    lines.append(f"pool.offers={len(everything)}")
+    gaming = gaming_report(needs, offers, gamers, vectors, rules)
+    values["gaming_top5_share"] = gaming["top5_share"]
+    lines += [f"gaming_top5_share={gaming['top5_share']:.4f}", f"gaming.top1_share={gaming['top1_share']:.4f}",
+              f"gaming.max_score={gaming['max_score']:.4f}", f"gaming.offers={len(gamers)}"]
+    sk = skew_report(needs, offers, grades, vectors, skew, rules)
+    for lang, (b, a) in sorted(sk.items()):
+        lines += [f"skew.{lang}.precision@1_before={b:.4f}", f"skew.{lang}.precision@1_after={a:.4f}"]
+    values["skew_drop_max"] = max((b - a for b, a in sk.values()), default=0.0)
+    lines.append(f"skew_drop_max={values['skew_drop_max']:.4f}")
+    spreads, per_lang = parity_report(psets, needs + offers, vectors, rules)
+    for lang in PARITY_LANGUAGES:
+        lines.append(f"parity.{lang}.mean_score={per_lang.get(lang, 0.0):.4f}")
+    values["parity_spread_max"] = max(spreads, default=0.0)
+    lines += [f"parity_spread_mean={sum(spreads) / max(len(spreads), 1):.4f}", f"parity_spread_max={values['parity_spread_max']:.4f}"]
+    return Figures(values, lines)
+
+
+def ablations(rules: Rules) -> list[tuple[str, Rules]]:
+    """Each versioned scoring change switched off alone (see rules file): name -> rules without it."""
+    def with_(section: str, **changes: Any) -> Rules:
+        part = getattr(rules, section)
+        return rules.model_copy(update={section: part.model_copy(update=changes)})
+
+    out: list[tuple[str, Rules]] = []
+    if rules.codes.semantic_gate > 0:
+        out.append(("without_code_gate", with_("codes", semantic_gate=0.0)))
+    if rules.codes.breadth_allowance >= 0:
+        out.append(("without_breadth_discount", with_("codes", breadth_allowance=-1)))
+        if rules.codes.breadth_discounts_texts:
+            out.append(("breadth_discounts_codes_only", with_("codes", breadth_discounts_texts=False)))
+    return out
 
 
 if __name__ == "__main__":

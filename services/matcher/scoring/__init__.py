@@ -3,6 +3,8 @@
 from services.matcher.scoring.centering import LanguageCentroids
 from services.matcher.scoring.embedding import Embedder, EmbeddingUnavailable
 from services.matcher.scoring.model import MatchItem, Score
+from services.matcher.scoring.reasons import TEMPLATES as REASON_TEMPLATES
+from services.matcher.scoring.reasons import Reason
 from services.matcher.scoring.rules import Rules, RulesError, load_rules, parse_rules
 from services.matcher.scoring.score import (
     BatchScores,
@@ -18,7 +20,7 @@ from services.matcher.scoring.score import (
 )
 
 __all__ = [
-    "BatchScores", "CandidateSet", "Embedder", "LanguageCentroids", "EmbeddingUnavailable", "MatchItem", "Prepared", "Rules", "RulesError", "Score",
+    "BatchScores", "CandidateSet", "Embedder", "LanguageCentroids", "EmbeddingUnavailable", "MatchItem", "Prepared", "REASON_TEMPLATES", "Reason", "Rules", "RulesError", "Score",
     "item_text", "load_rules", "parse_rules", "prepare", "score_need_against_offers", "score_offer_against_needs",
     "score_against", "score_pair", "score_prepared",
 ]

@@ -8,6 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def language_tag(tag: str) -> str | None:
+    """The primary language subtag, lower-cased: `zh-CN`, `zh_Hans`, `ZH` -> `zh`; empty -> None.
+    Scoring compares languages (centroids, shared working languages), not regional variants."""
+    primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary or None
+
+
 class MatchItem(BaseModel):
     """A need or an offer as the matcher sees it (from an event, the catalog, or an eval set)."""
 
@@ -33,6 +40,19 @@ class MatchItem(BaseModel):
     triangular_partners: list[str] = Field(default_factory=list)
     embedding: list[float] | None = None
 
+    @field_validator("text_language", mode="before")
+    @classmethod
+    def _language(cls, value: object) -> object:
+        return language_tag(value) if isinstance(value, str) else value
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _languages(cls, value: object) -> object:
+        if isinstance(value, list):
+            tags = (language_tag(v) if isinstance(v, str) else v for v in value)
+            return list(dict.fromkeys(t for t in tags if t is not None))
+        return value
+
     @field_validator("expires_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
@@ -47,13 +67,17 @@ class MatchItem(BaseModel):
 
 
 class Score(BaseModel):
-    """A pair's score: total in [0, 1], each component's share of it, and reasons in words."""
+    """A pair's score: total in [0, 1], each component's share of it, and reasons in words beside
+    the same reasons as stable codes with parameters (`reason_codes`, one per reason, same order;
+    codes and templates in scoring/REASONS.md) so clients can say them in any language."""
 
     total: float
     components: dict[str, float]
     reasons: list[str]
     excluded: bool
     rules_version: str
+    reason_codes: list[dict[str, Any]] = Field(default_factory=list)
 
     def explanation(self) -> dict[str, Any]:
-        return {"rules_version": self.rules_version, "components": self.components, "reasons": self.reasons, "excluded": self.excluded}
+        return {"rules_version": self.rules_version, "components": self.components, "reasons": self.reasons,
+                "reason_codes": self.reason_codes, "excluded": self.excluded}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -45,6 +45,12 @@ class SemanticRules(_Strict):
     floor: float = Field(ge=-1, le=1)
     ceiling: float = Field(ge=-1, le=1)
     language_prior_weight: float = Field(default=5.0, ge=0)
+    centring: Literal["mean", "matched"] = "mean"
+    centring_neighbours: int = Field(default=3, ge=1, le=50)
+
+    def centring_options(self) -> dict[str, Any]:
+        """Keyword arguments of LanguageCentroids.from_vectors for these rules."""
+        return {"prior_weight": self.language_prior_weight, "method": self.centring, "neighbours": self.centring_neighbours}
 
     @model_validator(mode="after")
     def _ordered(self) -> SemanticRules:
@@ -86,6 +92,14 @@ class GeographyRules(_Strict):
     priority_bonus: float = Field(ge=0, le=1)
 
 
+class CodeRules(_Strict):
+    """How far declared codes (sectors, modalities, SDGs) may count: they confirm the texts."""
+
+    semantic_gate: float = Field(default=0.0, ge=0, le=1)
+    breadth_allowance: int = Field(default=-1, ge=-1, le=30)
+    breadth_discounts_texts: bool = False
+
+
 class ProposalRules(_Strict):
     top_k: int = Field(ge=1, le=100)
     min_score: float = Field(ge=0, le=1)
@@ -98,6 +112,7 @@ class Rules(_Strict):
     sectors: SectorRules
     modalities: ModalityRules
     geography: GeographyRules
+    codes: CodeRules = CodeRules()
     proposals: ProposalRules
     _derived: Any = PrivateAttr(default=None)  # bitmask tables built once by the scorer
 

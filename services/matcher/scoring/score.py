@@ -17,6 +17,7 @@ from rapidfuzz import fuzz, process
 
 from services.matcher.scoring.centering import LanguageCentroids
 from services.matcher.scoring.model import MatchItem, Score
+from services.matcher.scoring.reasons import Reason
 from services.matcher.scoring.rules import Rules
 from services.matcher.scoring.text import normalize
 from ssmatch import reference
@@ -145,6 +146,24 @@ def _coverage(need: np.ndarray, offer: np.ndarray, related: list[int], credit: f
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
+def _related(need: np.ndarray, related: list[int], nbits: int) -> np.ndarray:
+    """Per pair, the codes that would serve the need: its own plus the related ones (adjacent, compatible)."""
+    out = need.copy()
+    for bit in range(nbits):
+        if related[bit]:
+            out |= np.where((need >> bit) & 1 == 1, related[bit], 0)
+    return out
+
+
+def _breadth(need_related: np.ndarray, offer: np.ndarray, allowance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(factor, matched, claimed): code credit scales by min(1, (matched + allowance) / claimed), so an
+    offer claiming a few codes beyond the need keeps its credit and one claiming everything does not."""
+    claimed = _popcount(offer)
+    matched = _popcount(offer & need_related)
+    factor = np.minimum(1.0, np.divide(matched + allowance, claimed, out=np.ones_like(claimed), where=claimed > 0))
+    return factor.astype(np.float32), matched, claimed
+
+
 @dataclass
 class BatchScores:
     """Scores of pairs (needs[i], offers[i]); explanations are built only when asked for."""
@@ -157,62 +176,79 @@ class BatchScores:
     components: dict[str, np.ndarray]
     cosine: np.ndarray
     exclusion_reasons: dict[int, list[str]]
+    exclusion_codes: dict[int, list[Reason]] = field(default_factory=dict)
+    code_gate: np.ndarray | None = None  # share of code credit the texts confirm (1: all)
+    breadth: np.ndarray | None = None  # share of code credit left after the breadth discount (1: all)
+    unmatched_codes: np.ndarray | None = None
+    claimed_codes: np.ndarray | None = None
 
     def score(self, i: int) -> Score:
         need, offer = self.needs[i], self.offers[i]
         weights = _Tables.of(self.rules).weights
         shares = {k: round(float(weights[k] * v[i]), 4) for k, v in self.components.items()}
         if self.excluded[i]:
-            return Score(total=0.0, components={k: 0.0 for k in shares}, reasons=self.exclusion_reasons.get(i, []),
-                         excluded=True, rules_version=self.rules.version)
-        return Score(total=round(float(self.total[i]), 4), components=shares, reasons=_reasons(need, offer, self, i),
-                     excluded=False, rules_version=self.rules.version)
+            why = self.exclusion_codes.get(i, [])
+            return Score(total=0.0, components={k: 0.0 for k in shares}, reasons=[r.text() for r in why],
+                         reason_codes=[r.as_dict() for r in why], excluded=True, rules_version=self.rules.version)
+        why = _reasons(need, offer, self, i)
+        return Score(total=round(float(self.total[i]), 4), components=shares, reasons=[r.text() for r in why],
+                     reason_codes=[r.as_dict() for r in why], excluded=False, rules_version=self.rules.version)
 
 
-def _reasons(need: Prepared, offer: Prepared, batch: BatchScores, i: int) -> list[str]:
+def _reasons(need: Prepared, offer: Prepared, batch: BatchScores, i: int) -> list[Reason]:
     n, o = need.item, offer.item
-    out = [f"meaning of the texts: {batch.components['semantic'][i]:.0%} similar (cosine {batch.cosine[i]:.3f})"
-           + (f", across languages ({n.text_language}→{o.text_language})" if n.text_language and o.text_language and n.text_language != o.text_language else "")]
-    out.append(f"shared wording: {batch.components['text'][i]:.0%}")
+    out = [Reason("semantic_similarity", {"similarity": round(float(batch.components["semantic"][i]), 4), "cosine": round(float(batch.cosine[i]), 4)})]
+    if n.text_language and o.text_language and n.text_language != o.text_language:
+        out.append(Reason("cross_language", {"need_language": n.text_language, "offer_language": o.text_language}))
+    out.append(Reason("shared_wording", {"similarity": round(float(batch.components["text"][i]), 4)}))
     shared = sorted(set(n.sectors) & set(o.sectors))
     adjacent = batch.rules.adjacent_sectors()
-    near = sorted({f"{a}~{b}" for a in n.sectors for b in o.sectors if a not in o.sectors and b in adjacent.get(a, ())})
+    near = sorted({(a, b) for a in n.sectors for b in o.sectors if a not in o.sectors and b in adjacent.get(a, ())})
     if shared:
-        out.append(f"same sector: {', '.join(shared)}")
+        out.append(Reason("same_sector", {"sectors": shared}))
     if near:
-        out.append(f"adjacent sector: {', '.join(near)}")
+        out.append(Reason("adjacent_sector", {"pairs": [list(p) for p in near]}))
     if not shared and not near:
-        out.append("no common or adjacent sector")
+        out.append(Reason("no_common_sector"))
     same_mod = sorted(set(n.modalities) & set(o.modalities))
-    out.append(f"modality fits: {', '.join(same_mod)}" if same_mod else
-               f"modality partly fits ({batch.components['modalities'][i]:.0%})" if batch.components["modalities"][i] > 0 else "modalities differ")
+    if same_mod:
+        out.append(Reason("same_modality", {"modalities": same_mod}))
+    elif batch.components["modalities"][i] > 0:
+        out.append(Reason("compatible_modality", {"share": round(float(batch.components["modalities"][i]), 4)}))
+    else:
+        out.append(Reason("modalities_differ"))
     common_sdgs = sorted(set(n.sdgs) & set(o.sdgs))
     if common_sdgs:
-        out.append("SDGs in common: " + ", ".join(str(s) for s in common_sdgs))
+        out.append(Reason("common_sdgs", {"sdgs": common_sdgs}))
+    coded = bool(shared or near or same_mod or common_sdgs) or any(float(batch.components[k][i]) > 0 for k in ("modalities",))
+    if coded and batch.code_gate is not None and float(batch.code_gate[i]) < 0.995:
+        out.append(Reason("codes_unconfirmed", {"credit": round(float(batch.code_gate[i]), 4)}))
+    if batch.breadth is not None and batch.unmatched_codes is not None and batch.claimed_codes is not None and float(batch.breadth[i]) < 0.995:
+        out.append(Reason("broad_offer", {"unmatched": int(batch.unmatched_codes[i]), "claimed": int(batch.claimed_codes[i])}))
     if offer.geography >= batch.rules.geography.global_south_provider:
-        out.append(f"South-South: provider in the Global South ({o.country})")
+        out.append(Reason("south_south", {"country": o.country}))
     elif o.triangular_partners:
-        out.append(f"triangular: partners {', '.join(o.triangular_partners)}")
+        out.append(Reason("triangular", {"partners": list(o.triangular_partners)}))
     if need.geography > 0:
-        out.append(f"priority country: {n.country} is an LDC, LLDC or SIDS")
+        out.append(Reason("priority_country", {"country": n.country}))
     return out
 
 
-def _exclusions(need: Prepared, offer: Prepared, now_ts: float) -> list[str]:
+def _exclusions(need: Prepared, offer: Prepared, now_ts: float) -> list[Reason]:
     n, o = need.item, offer.item
     reasons = []
     for side, p in (("need", need), ("offer", offer)):
         if not p.open:
-            reasons.append(f"{side} is not open (status {p.item.status})")
+            reasons.append(Reason("excluded_not_open", {"side": side, "status": p.item.status}))
         elif p.expires_ts <= now_ts:
-            reasons.append(f"{side} expired on {p.item.expires_at:%Y-%m-%d}")
+            reasons.append(Reason("excluded_expired", {"side": side, "date": f"{p.item.expires_at:%Y-%m-%d}"}))
     if n.organization_id == o.organization_id:
-        reasons.append("need and offer belong to the same organization")
+        reasons.append(Reason("excluded_same_org"))
     if offer.delivery and n.country not in offer.delivery:
-        where = ", ".join(sorted(o.delivery_countries) + sorted(o.delivery_regions)) or ", ".join(sorted(offer.delivery))
-        reasons.append(f"the offer does not deliver to {n.country} (only {where})")
+        where = sorted(o.delivery_countries) + sorted(o.delivery_regions) or sorted(offer.delivery)
+        reasons.append(Reason("excluded_no_delivery", {"country": n.country, "delivery": where}))
     if not (set(n.languages) & set(o.languages)) and not (n.accepts_interpretation or o.accepts_interpretation):
-        reasons.append(f"no common working language ({', '.join(n.languages)} vs {', '.join(o.languages)}) and no interpretation accepted")
+        reasons.append(Reason("excluded_no_common_language", {"need_languages": list(n.languages), "offer_languages": list(o.languages)}))
     return reasons
 
 
@@ -322,6 +358,22 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
     modalities = _coverage(n_mod, o_mod, tables.modality_comp, rules.modalities.compatible_credit, len(MODALITIES))
     sdg_count = _popcount(n_sdg)
     sdgs = np.divide(_popcount(n_sdg & o_sdg), sdg_count, out=np.zeros(n, dtype=np.float32), where=sdg_count > 0)
+    codes = rules.codes
+    # Codes confirm what the texts say: their credit scales with semantic agreement (v1.1.0)
+    gate = np.minimum(1.0, semantic / codes.semantic_gate).astype(np.float32) if codes.semantic_gate > 0 else np.ones(n, dtype=np.float32)
+    # Breadth is not free: claiming codes beyond the need discounts code credit (v1.1.0)
+    breadth = np.ones(n, dtype=np.float32)
+    unmatched = claimed = np.zeros(n, dtype=np.float32)
+    if codes.breadth_allowance >= 0:
+        parts = [_breadth(_related(n_sec, tables.sector_adj, len(SECTORS)), o_sec, codes.breadth_allowance),
+                 _breadth(_related(n_mod, tables.modality_comp, len(MODALITIES)), o_mod, codes.breadth_allowance),
+                 _breadth(n_sdg, o_sdg, codes.breadth_allowance)]
+        breadth = np.prod([f for f, _, _ in parts], axis=0).astype(np.float32)
+        claimed = sum(c for _, _, c in parts)  # type: ignore[assignment]
+        unmatched = claimed - sum(m for _, m, _ in parts)
+    sectors, modalities, sdgs = (sectors * gate * breadth, modalities * gate * breadth, sdgs * gate * breadth)
+    if codes.breadth_discounts_texts:  # a catch-all offer's text is near everything too (v1.1.0)
+        semantic, text = semantic * breadth, text * breadth
     geography = np.minimum(1.0, cset.geography + one.geography).astype(np.float32)
     components = {"semantic": semantic, "text": text, "sectors": sectors, "modalities": modalities, "sdgs": sdgs, "geography": geography}
     total = sum(tables.weights[k] * v for k, v in components.items())
@@ -336,7 +388,7 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
             flagged[i] |= one.item.country not in cset.items[i].delivery
     elif one.delivery:
         flagged |= ~np.isin(cset.countries, list(one.delivery))
-    reasons: dict[int, list[str]] = {}
+    reasons: dict[int, list[Reason]] = {}
     excluded = np.zeros(n, dtype=bool)
     for i in np.flatnonzero(flagged):
         why = _exclusions(needs[i], offers[i], now_ts)
@@ -344,7 +396,8 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
             reasons[int(i)] = why
             excluded[i] = True
     total = np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32)
-    return BatchScores(needs, offers, rules, total, excluded, components, cosine, reasons)
+    return BatchScores(needs, offers, rules, total, excluded, components, cosine,
+                       {i: [r.text() for r in rs] for i, rs in reasons.items()}, reasons, gate, breadth, unmatched, claimed)
 
 
 def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None,

@@ -162,3 +162,33 @@ def test_more_than_sixty_two_languages_never_fake_a_common_one() -> None:
     s = score(need, offer)
     assert s.excluded and any("no common working language" in r for r in s.reasons)
     assert not score(need, item("offer", languages=[rare[-1], rare[0]])).excluded
+
+
+ALL_SECTORS = sorted(__import__("ssmatch.reference", fromlist=["x"]).SECTOR_CODES)
+ALL_MODALITIES = sorted(__import__("ssmatch.reference", fromlist=["x"]).MODALITY_CODES)
+
+
+def test_codes_without_semantic_agreement_earn_nothing() -> None:
+    """An offer declaring exactly the need's codes over an unrelated text gets no code credit."""
+    unrelated = score(item("need"), item("offer", embedding=vec(2)))
+    assert unrelated.components["semantic"] == 0.0
+    assert unrelated.components["sectors"] == unrelated.components["modalities"] == unrelated.components["sdgs"] == 0.0
+    assert "codes_unconfirmed" in [r["code"] for r in unrelated.reason_codes]
+    assert score(item("need"), item("offer")).components["sectors"] > 0  # the same codes count over a related text
+
+
+def test_claiming_every_code_is_discounted_and_a_few_extra_are_not() -> None:
+    need = item("need")
+    honest = score(need, item("offer", sectors=["agriculture", "health"], sdgs=[2, 7, 1]))
+    ticker = score(need, item("offer", sectors=ALL_SECTORS, modalities=ALL_MODALITIES, sdgs=list(range(1, 18))))
+    assert honest.components["sectors"] == pytest.approx(score(need, item("offer")).components["sectors"])
+    assert ticker.total < 0.2 < 0.9 < honest.total
+    broad = next(r for r in ticker.reason_codes if r["code"] == "broad_offer")
+    assert broad["params"]["claimed"] == len(ALL_SECTORS) + len(ALL_MODALITIES) + 17
+    assert "broad_offer" not in [r["code"] for r in honest.reason_codes]
+
+
+def test_switching_the_code_rules_off_gives_back_plain_code_credit() -> None:
+    plain = RULES.model_copy(update={"codes": RULES.codes.model_copy(update={"semantic_gate": 0.0, "breadth_allowance": -1})})
+    unrelated = score_pair(item("need"), item("offer", embedding=vec(2)), plain, centroids=NO_CENTRING)
+    assert unrelated.components["sectors"] == pytest.approx(plain.weights.normalised()["sectors"], abs=1e-3)
