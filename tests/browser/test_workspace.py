@@ -103,7 +103,7 @@ def test_broker_filters_opens_approves_and_both_parties_respond(workspace: Works
     broker.click(f"#queue tr[data-id='{ids[0]}'] a.open")
     assert broker.locator("#need-title").is_visible() and broker.locator("#offer-title").is_visible()
     assert broker.locator(".bars li").count() == 3
-    assert "same sector: food_security" in broker.locator(".reasons").inner_text()
+    assert "same sector: Food security" in broker.locator(".reasons").inner_text()  # codes by their taxonomy names
     assert not axe_violations(broker)
     screenshot(broker, "match-en")
     broker.fill("#note", "Good fit for the school feeding plan")
@@ -176,8 +176,8 @@ def test_keyboard_only_clears_three_matches(workspace: Workspace, new_page: Any)
     assert "j" in page.locator("#shortcuts").inner_text()
     for decision in ("a", "r", "a"):
         page.keyboard.press("j")
-        page.keyboard.press(decision)
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            page.keyboard.press(decision)
     statuses = [match_status(workspace, i)["status"] for i in ids]
     assert statuses == ["approved", "rejected", "approved"]
     assert page.locator("#queue").count() == 0

@@ -3,7 +3,6 @@ extraction so the message catalogs translate them. `N_` marks; the page's gettex
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 
@@ -68,7 +67,46 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def reason_lines(explanation: dict[str, Any], gettext: Any) -> list[str]:
+SIDES = {"need": N_("the need"), "offer": N_("the offer")}
+
+
+def localized_params(params: dict[str, Any], lang: str, gettext: Any) -> dict[str, Any]:
+    """Reason parameters as a reader of `lang` should see them: taxonomy codes by their names in that
+    language (REASONS.md: translate codes with the taxonomy's labels), countries by name."""
+    from ssmatch import reference
+
+    def sector(code: Any) -> str:
+        entry = reference.sector(str(code))
+        return reference.name_in(entry, lang) if entry else str(code)
+
+    def modality(code: Any) -> str:
+        entry = reference.modality(str(code))
+        return reference.name_in(entry, lang) if entry else str(code)
+
+    def country(code: Any) -> str:
+        entry = reference.country(str(code))
+        return reference.name_in(entry, lang) if entry else gettext(str(code)) if str(code) else ""
+
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key == "sectors" and isinstance(value, list):
+            out[key] = ", ".join(sector(v) for v in value)
+        elif key == "pairs" and isinstance(value, list):
+            out[key] = ", ".join(" ~ ".join(sector(x) for x in pair) if isinstance(pair, (list, tuple)) else sector(pair) for pair in value)
+        elif key == "modalities" and isinstance(value, list):
+            out[key] = ", ".join(modality(v) for v in value)
+        elif key in ("country",) and isinstance(value, str):
+            out[key] = country(value)
+        elif key in ("partners", "delivery") and isinstance(value, list):
+            out[key] = ", ".join(country(v) for v in value)
+        elif key == "side" and value in SIDES:
+            out[key] = gettext(SIDES[value])
+        else:
+            out[key] = _shown(value)
+    return out
+
+
+def reason_lines(explanation: dict[str, Any], gettext: Any, lang: str = "en") -> list[str]:
     """The explanation's reasons in the page language: each structured code through the catalog, the
     English text where the code is unknown (or its parameters do not fit the template)."""
     texts = [str(t) for t in (explanation.get("reasons") or [])]
@@ -83,14 +121,11 @@ def reason_lines(explanation: dict[str, Any], gettext: Any) -> list[str]:
         if template is None:
             out.append(fallback or str(code))
             continue
-        params = {k: _shown(v) for k, v in (entry.get("params") or {}).items()}
         try:
+            params = localized_params(dict(entry.get("params") or {}), lang, gettext)
             out.append(gettext(template).format(**params))
-        except (KeyError, ValueError, IndexError, TypeError):
-            try:
-                out.append(template.format(**params))
-            except (KeyError, ValueError, IndexError, TypeError):
-                out.append(fallback or str(code))
+        except (KeyError, ValueError, IndexError, TypeError, AttributeError):
+            out.append(fallback or str(code))
     return out
 
 
@@ -106,5 +141,3 @@ def component_bars(explanation: dict[str, Any]) -> list[tuple[str, float]]:
         bars.append((str(name), max(0.0, min(1.0, v))))
     return sorted(bars, key=lambda b: -b[1])
 
-
-_FORMATTER = string.Formatter()

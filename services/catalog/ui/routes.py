@@ -53,7 +53,7 @@ def _environment(lang: str) -> Environment:
         lifecycle_name=lambda s: gettext(labels.LIFECYCLE.get(s, s)) if s else "",
         component_name=lambda c: gettext(labels.COMPONENTS.get(c, c.replace("_", " "))),
         role_name=lambda r: gettext(ROLE_NAMES.get(r, r)),
-        reasons=lambda e: labels.reason_lines(e or {}, gettext),
+        reasons=lambda e: labels.reason_lines(e or {}, gettext, lang),
         bars=lambda e: labels.component_bars(e or {}),
         pct=lambda v: f"{round(float(v) * 100)}%",
         groups=labels.GROUPS,
