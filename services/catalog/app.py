@@ -19,6 +19,7 @@ from services.catalog.outbox import OutboxRelay
 from services.catalog.projection import match_projection
 from services.catalog.ratelimit import RateLimiter
 from services.catalog.service import Catalog
+from services.catalog.ui import mount as mount_workspace
 from services.catalog.store import CatalogStore
 from ssmatch.auth import TokenAuthority
 from ssmatch.http import BodySizeLimitMiddleware, CorrelationIdMiddleware, install_error_handlers
@@ -206,6 +207,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     app.add_middleware(_BodyLimits)
     app.add_middleware(CorrelationIdMiddleware)
     app.include_router(router)
+    mount_workspace(app, settings)  # the web workspace under /ui
     _document_bearer_auth(app)
 
     @app.get("/healthz", tags=["ops"])
