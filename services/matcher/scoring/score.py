@@ -345,6 +345,10 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         cosine = _centred_cosines(one, cset, centroids or LanguageCentroids(dims, rules.semantic.language_prior_weight))
     sem = rules.semantic
     semantic = np.clip((cosine - sem.floor) / (sem.ceiling - sem.floor), 0.0, 1.0)
+    if rules.text_follows_semantic:
+        # Shared wording is evidence only where it exceeds shared meaning (names, acronyms): otherwise
+        # it rewards writing in the need's language or script (1.2.0, parity across languages).
+        text = np.maximum(text, semantic)
 
     def sides(attr: str) -> tuple[np.ndarray, np.ndarray]:
         mine = np.full(n, getattr(one, attr), dtype=np.int64)
