@@ -375,6 +375,8 @@ def ablations(rules: Rules) -> list[tuple[str, Rules]]:
             out.append(("breadth_discounts_codes_only", with_("codes", breadth_discounts_texts=False)))
     if rules.semantic.centring != "mean":
         out.append(("without_density_centring", with_("semantic", centring="mean")))
+    if rules.modalities.mismatch_factor < 1:
+        out.append(("without_modality_mismatch_discount", with_("modalities", mismatch_factor=1.0)))
     if rules.text_follows_semantic:
         out.append(("without_text_follows_semantic", rules.model_copy(update={"text_follows_semantic": False})))
     return out

@@ -33,6 +33,7 @@ UNKNOWN = "und"
 ALL = "_all"
 PRIORS_FILE = Path(__file__).resolve().parent.parent / "rules" / "language_centroids.npz"
 Method = Literal["mean", "density"]
+MAX_REFERENCE = 1024
 
 
 @lru_cache(maxsize=1)
@@ -156,10 +157,14 @@ class LanguageCentroids:
         topics keep a weight near 1."""
         unit = _unit(X - first).astype(np.float32)
         lo, hi = self.similar_from, self.similar_full
+        # past MAX_REFERENCE items, density is counted against an even sample and scaled up: the
+        # cost stays O(n * MAX_REFERENCE) per language however large the corpus grows
+        step = -(-len(X) // MAX_REFERENCE)
+        reference = unit[::step]
         density = np.zeros(len(X), dtype=np.float64)
         for start in range(0, len(X), 1024):  # bounded memory on a large corpus
-            sims = unit[start : start + 1024] @ unit.T
-            density[start : start + 1024] = np.clip((sims - lo) / (hi - lo), 0.0, 1.0).sum(axis=1)
+            sims = unit[start : start + 1024] @ reference.T
+            density[start : start + 1024] = np.clip((sims - lo) / (hi - lo), 0.0, 1.0).sum(axis=1) * step
         return 1.0 / np.maximum(density, 1.0)
 
     def center(self, vectors: np.ndarray, languages: list[str | None]) -> np.ndarray:

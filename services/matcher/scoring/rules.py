@@ -76,6 +76,7 @@ class SectorRules(_Strict):
 
 class ModalityRules(_Strict):
     compatible_credit: float = Field(ge=0, le=1)
+    mismatch_factor: float = Field(default=1.0, ge=0, le=1)
     compatible: dict[str, list[str]]
 
     @model_validator(mode="after")
