@@ -2,8 +2,10 @@
 three baselines computed in the same run on the same texts (BM25, rapidfuzz, e5 alone).
 
 Prints `<system>.<metric>=<value>` lines, then per-language slices `<system>.<lang>.<metric>=`
-(by the need's text language). Needs no running server. Set SSMATCH_EMBED_CACHE=<file.npz> to
-reuse embeddings between runs (keyed by text hash); without it every text is embedded afresh.
+(by the need's text language), then the pool, gaming, skew and parity reports and one ablation
+line per versioned scoring change (`name=value`; see README "How matching works"). Needs no
+running server. Vectors come from the committed eval_data/vectors.npz when a text is in it
+(`--write-cache` rebuilds it), else the model; SSMATCH_EMBED_CACHE=<file.npz> adds a local cache.
 """
 
 from __future__ import annotations
