@@ -2,8 +2,10 @@
 three baselines computed in the same run on the same texts (BM25, rapidfuzz, e5 alone).
 
 Prints `<system>.<metric>=<value>` lines, then per-language slices `<system>.<lang>.<metric>=`
-(by the need's text language). Needs no running server. Set SSMATCH_EMBED_CACHE=<file.npz> to
-reuse embeddings between runs (keyed by text hash); without it every text is embedded afresh.
+(by the need's text language), then the pool, gaming, skew and parity reports and one ablation
+line per versioned scoring change (`name=value`; see README "How matching works"). Needs no
+running server. Vectors come from the committed eval_data/vectors.npz when a text is in it
+(`--write-cache` rebuilds it), else the model; SSMATCH_EMBED_CACHE=<file.npz> adds a local cache.
 """
 
 from __future__ import annotations
@@ -211,7 +213,18 @@ def gaming_report(needs: list[MatchItem], offers: list[MatchItem], gamers: list[
         top5 += bool(ids & set(ranking[:5]))
         top1 += ranking[0] in ids
         best = max(best, max(float(scores[n.id][j]) for j, o in enumerate(everything) if o.id in ids))
-    return {"top5_share": top5 / len(needs), "top1_share": top1 / len(needs), "max_score": best}
+    # codes must confirm the texts: the most code credit any dev pair earns with no semantic agreement
+    cents = centroids_for(needs + offers, vectors, rules)
+    cset = CandidateSet.build([prepare(o.model_copy(update={"embedding": vectors[o.id].tolist()}), rules) for o in offers])
+    unconfirmed = 0.0
+    for n in needs:
+        batch = score_against(prepare(n.model_copy(update={"embedding": vectors[n.id].tolist()}), rules), cset, rules, cents)
+        w = rules.weights.normalised()
+        credit = sum(w[k] * batch.components[k] for k in ("sectors", "modalities", "sdgs"))
+        blind = (batch.components["semantic"] <= 0) & ~batch.excluded
+        if blind.any():
+            unconfirmed = max(unconfirmed, float(credit[blind].max()))
+    return {"top5_share": top5 / len(needs), "top1_share": top1 / len(needs), "max_score": best, "code_credit_without_semantics": unconfirmed}
 
 
 def skew_report(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[str, str], int], vectors: dict[str, np.ndarray],
@@ -281,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         for name, variant in ablations(rules):
             ab = reports(needs, offers, grades, vectors, variant, pool, gamers, psets, skew, baselines=False)
-            for key in ("precision@1", "recall@5", "pool.precision@1", "pool.recall@5", "gaming_top5_share", "skew_drop_max", "parity_spread_max"):
+            for key in ("precision@1", "recall@5", "pool.precision@1", "pool.recall@5", "gaming_top5_share",
+                        "gaming.code_credit_without_semantics", "skew_drop_max", "parity_spread_max", "parity_spread_mean"):
                 print(f"ablation.{name}.{key}={ab.values[key]:.4f}")
     if args.ablation:
         for component in rules.weights.model_dump():
@@ -331,7 +345,9 @@ def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[
     gaming = gaming_report(needs, offers, gamers, vectors, rules)
     values["gaming_top5_share"] = gaming["top5_share"]
     lines += [f"gaming_top5_share={gaming['top5_share']:.4f}", f"gaming.top1_share={gaming['top1_share']:.4f}",
-              f"gaming.max_score={gaming['max_score']:.4f}", f"gaming.offers={len(gamers)}"]
+              f"gaming.max_score={gaming['max_score']:.4f}", f"gaming.offers={len(gamers)}",
+              f"gaming.code_credit_without_semantics={gaming['code_credit_without_semantics']:.4f}"]
+    values["gaming.code_credit_without_semantics"] = gaming["code_credit_without_semantics"]
     sk = skew_report(needs, offers, grades, vectors, skew, rules)
     for lang, (b, a) in sorted(sk.items()):
         lines += [f"skew.{lang}.precision@1_before={b:.4f}", f"skew.{lang}.precision@1_after={a:.4f}"]
@@ -341,6 +357,7 @@ def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[
     for lang in PARITY_LANGUAGES:
         lines.append(f"parity.{lang}.mean_score={per_lang.get(lang, 0.0):.4f}")
     values["parity_spread_max"] = max(spreads, default=0.0)
+    values["parity_spread_mean"] = sum(spreads) / max(len(spreads), 1)
     lines += [f"parity_spread_mean={sum(spreads) / max(len(spreads), 1):.4f}", f"parity_spread_max={values['parity_spread_max']:.4f}"]
     return Figures(values, lines)
 
@@ -358,6 +375,12 @@ def ablations(rules: Rules) -> list[tuple[str, Rules]]:
         out.append(("without_breadth_discount", with_("codes", breadth_allowance=-1)))
         if rules.codes.breadth_discounts_texts:
             out.append(("breadth_discounts_codes_only", with_("codes", breadth_discounts_texts=False)))
+    if rules.semantic.centring != "mean":
+        out.append(("without_density_centring", with_("semantic", centring="mean")))
+    if rules.modalities.mismatch_factor < 1:
+        out.append(("without_modality_mismatch_discount", with_("modalities", mismatch_factor=1.0)))
+    if rules.text_follows_semantic:
+        out.append(("without_text_follows_semantic", rules.model_copy(update={"text_follows_semantic": False})))
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.matcher.scoring import load_rules
 from tests.e2e.conftest import ADMIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -122,14 +123,15 @@ def test_matcher_explains_any_pair_and_shows_its_rules(stack: Any, catalog: http
     _, office = make_org(catalog, "Ministère de l'Agriculture, Sénégal", "country_office", "SEN")
     assert httpx.get(f"{matcher}/v1/rules", timeout=10).status_code == 401
     rules = httpx.get(f"{matcher}/v1/rules", headers=auth(office), timeout=10).json()
-    assert rules["version"] == "1.0.0" and rules["rules"]["weights"]["semantic"] > 0
+    assert rules["version"] == load_rules().version and rules["rules"]["weights"]["semantic"] > 0
     need = {**NEED, "country": "SEN", "text_language": "en"}
     offer = {**OFFER, "country": "BRA", "text_language": "en"}
     r = httpx.post(f"{matcher}/v1/score", json={"need": need, "offer": offer}, headers=auth(office), timeout=60)
     assert r.status_code == 200, r.text
     body = r.json()
     assert 0 < body["score"] <= 1 and body["excluded"] is False
-    assert body["explanation"]["rules_version"] == "1.0.0"
+    assert body["explanation"]["rules_version"] == load_rules().version
+    assert len(body["explanation"]["reason_codes"]) == len(body["explanation"]["reasons"])
     assert abs(sum(body["explanation"]["components"].values()) - body["score"]) < 0.01
     far = httpx.post(f"{matcher}/v1/score", json={"need": need, "offer": {**offer, "delivery_countries": ["PER"]}}, headers=auth(office), timeout=60).json()
     assert far["excluded"] is True and any("does not deliver to SEN" in r for r in far["explanation"]["reasons"])

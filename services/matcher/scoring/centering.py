@@ -10,10 +10,12 @@ onto itself.
 What a centroid must hold is the language, not the topics a language's items happen to be about.
 A plain per-language mean drifts toward whatever topic dominates a language (1,000 Arabic health
 offers from one bulk import make "health" part of "Arabic", and Arabic health needs then lose
-their health signal). The `matched` estimate is robust to that: each item is compared with its
-nearest items in *other* languages (found after centring with the priors), and what remains,
-item minus the language-free topic of its cross-lingual neighbours, is averaged. A dominant topic
-then contributes its language offset, like any other topic, instead of itself.
+their health signal). The `density` estimate (default) is a weighted mean where each item weighs
+1 / (number of items of its language that say nearly the same thing), measured after a first
+centring by the shipped prior: a cluster of near-alike items counts about as much as one item,
+whatever its size, while items on distinct topics keep a weight near 1 (so on a varied corpus it
+is close to the plain mean). The defaults equal the rules file's; build it as
+`LanguageCentroids.from_vectors(vectors, languages, **rules.semantic.centring_options())`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from services.matcher.scoring.model import language_tag
 UNKNOWN = "und"
 ALL = "_all"
 PRIORS_FILE = Path(__file__).resolve().parent.parent / "rules" / "language_centroids.npz"
-Method = Literal["mean", "matched"]
+Method = Literal["mean", "density"]
+MAX_REFERENCE = 1024
 
 
 @lru_cache(maxsize=1)
@@ -52,25 +55,27 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 class LanguageCentroids:
-    """Per-language centroids of a corpus. `method="matched"` (default) is robust to a language's
-    items being about one topic; `"mean"` is the plain shrunk mean (kept for ablation)."""
+    """Per-language centroids of a corpus. `method="density"` is robust to a language's items being
+    about one topic; `"mean"` is the plain shrunk mean."""
 
-    def __init__(self, dimensions: int = 384, prior_weight: float = 5.0, priors: dict[str, np.ndarray] | None = None,
-                 method: Method = "mean", neighbours: int = 3) -> None:
+    def __init__(self, dimensions: int = 384, prior_weight: float = 2.0, priors: dict[str, np.ndarray] | None = None,
+                 method: Method = "density", similar_from: float = 0.25, similar_full: float = 0.5) -> None:
         self.dimensions = dimensions
         self.prior_weight = prior_weight
         self.priors = default_priors() if priors is None else priors
         self.method: Method = method
-        self.neighbours = neighbours
+        self.similar_from = similar_from
+        self.similar_full = max(similar_full, similar_from + 1e-6)
         self._sums: dict[str, np.ndarray] = {}
         self._counts: dict[str, int] = {}
         self._rows: dict[str, list[np.ndarray]] = {}
-        self._fitted: dict[str, np.ndarray] | None = None  # matched centroids, refitted after a change
+        self._fitted: dict[str, np.ndarray] | None = None  # density centroids, refitted after a change
 
     @classmethod
-    def from_vectors(cls, vectors: np.ndarray, languages: Iterable[str | None], prior_weight: float = 5.0,
-                     priors: dict[str, np.ndarray] | None = None, method: Method = "mean", neighbours: int = 3) -> LanguageCentroids:
-        out = cls(vectors.shape[1] if vectors.ndim == 2 and vectors.size else 384, prior_weight, priors, method, neighbours)
+    def from_vectors(cls, vectors: np.ndarray, languages: Iterable[str | None], prior_weight: float = 2.0,
+                     priors: dict[str, np.ndarray] | None = None, method: Method = "density", similar_from: float = 0.25,
+                     similar_full: float = 0.5) -> LanguageCentroids:
+        out = cls(vectors.shape[1] if vectors.ndim == 2 and vectors.size else 384, prior_weight, priors, method, similar_from, similar_full)
         for vec, lang in zip(vectors, languages, strict=True):
             out.add(lang, vec)
         return out
@@ -124,44 +129,43 @@ class LanguageCentroids:
 
     def centroid(self, language: str | None) -> np.ndarray:
         lang = _lang(language)
-        if self.method == "matched":
+        if self.method == "density":
             fitted = self._fit()
             if lang in fitted:
                 return fitted[lang]
         return self._mean_centroid(lang)
 
     def _fit(self) -> dict[str, np.ndarray]:
-        """Matched centroids of every language with items: shrunk mean of item - topic(item), where
-        topic(item) is the mean of its `neighbours` most similar items in other languages, each
-        centred by its own language's first-pass centroid (the prior alone: it holds no corpus topic)."""
+        """Density-weighted centroids of every language with items (see the module docstring)."""
         if self._fitted is not None:
             return self._fitted
-        langs = [lang for lang, rows in self._rows.items() if rows]
         fitted: dict[str, np.ndarray] = {}
-        if len(langs) < 2 or self.neighbours < 1:
-            self._fitted = {lang: self._mean_centroid(lang) for lang in langs}
-            return self._fitted
-        first = {lang: (self._prior(lang) if lang in self.priors else self._mean_centroid(lang)) for lang in langs}
-        X = np.vstack([np.stack(self._rows[lang]) for lang in langs])
-        owner = np.concatenate([np.full(len(self._rows[lang]), k) for k, lang in enumerate(langs)])
-        mu = np.stack([first[lang] for lang in langs])
-        centred = X - mu[owner]
-        unit = _unit(centred).astype(np.float32)
-        for idx, lang in enumerate(langs):
-            rows, others = np.flatnonzero(owner == idx), np.flatnonzero(owner != idx)
-            k = min(self.neighbours, len(others))
-            if k < 1:
-                fitted[lang] = self._mean_centroid(lang)
+        for lang, rows in self._rows.items():
+            if not rows:
                 continue
-            residual_sum = np.zeros(self.dimensions, dtype=np.float64)
-            for start in range(0, len(rows), 1024):  # bounded memory on a large corpus
-                chunk = rows[start : start + 1024]
-                sims = unit[chunk] @ unit[others].T
-                near = others[np.argpartition(-sims, k - 1, axis=1)[:, :k]]
-                residual_sum += (X[chunk] - centred[near].mean(axis=1)).sum(axis=0)
-            fitted[lang] = (residual_sum + self.prior_weight * self._prior(lang)) / (len(rows) + self.prior_weight)
+            X = np.stack(rows)
+            weights = self._density_weights(X, self._prior(lang) if lang in self.priors else self._mean_centroid(lang))
+            fitted[lang] = (weights @ X + self.prior_weight * self._prior(lang)) / (weights.sum() + self.prior_weight)
         self._fitted = fitted
         return fitted
+
+    def _density_weights(self, X: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Each item weighs 1 / (how many items of its language say the same thing): the sum over
+        them of a kernel on their cosine (after a first centring), 0 below `similar_from`, 1 from
+        `similar_full` up, linear between; the item itself counts 1. A cluster of m items with
+        mean kernel k then weighs about 1/k in all, whatever m is, while items on distinct
+        topics keep a weight near 1."""
+        unit = _unit(X - first).astype(np.float32)
+        lo, hi = self.similar_from, self.similar_full
+        # past MAX_REFERENCE items, density is counted against an even sample and scaled up: the
+        # cost stays O(n * MAX_REFERENCE) per language however large the corpus grows
+        step = -(-len(X) // MAX_REFERENCE)
+        reference = unit[::step]
+        density = np.zeros(len(X), dtype=np.float64)
+        for start in range(0, len(X), 1024):  # bounded memory on a large corpus
+            sims = unit[start : start + 1024] @ reference.T
+            density[start : start + 1024] = np.clip((sims - lo) / (hi - lo), 0.0, 1.0).sum(axis=1) * step
+        return 1.0 / np.maximum(density, 1.0)
 
     def center(self, vectors: np.ndarray, languages: list[str | None]) -> np.ndarray:
         """Centred, unit-length copies of `vectors` (rows), each by its own language's centroid."""

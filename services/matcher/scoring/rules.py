@@ -44,13 +44,15 @@ class Weights(_Strict):
 class SemanticRules(_Strict):
     floor: float = Field(ge=-1, le=1)
     ceiling: float = Field(ge=-1, le=1)
-    language_prior_weight: float = Field(default=5.0, ge=0)
-    centring: Literal["mean", "matched"] = "mean"
-    centring_neighbours: int = Field(default=3, ge=1, le=50)
+    language_prior_weight: float = Field(default=2.0, ge=0)
+    centring: Literal["mean", "density"] = "mean"
+    similar_from: float = Field(default=0.25, ge=-1, le=1)
+    similar_full: float = Field(default=0.5, ge=-1, le=1)
 
     def centring_options(self) -> dict[str, Any]:
         """Keyword arguments of LanguageCentroids.from_vectors for these rules."""
-        return {"prior_weight": self.language_prior_weight, "method": self.centring, "neighbours": self.centring_neighbours}
+        return {"prior_weight": self.language_prior_weight, "method": self.centring,
+                "similar_from": self.similar_from, "similar_full": self.similar_full}
 
     @model_validator(mode="after")
     def _ordered(self) -> SemanticRules:
@@ -74,6 +76,7 @@ class SectorRules(_Strict):
 
 class ModalityRules(_Strict):
     compatible_credit: float = Field(ge=0, le=1)
+    mismatch_factor: float = Field(default=1.0, ge=0, le=1)
     compatible: dict[str, list[str]]
 
     @model_validator(mode="after")
@@ -113,6 +116,7 @@ class Rules(_Strict):
     modalities: ModalityRules
     geography: GeographyRules
     codes: CodeRules = CodeRules()
+    text_follows_semantic: bool = False
     proposals: ProposalRules
     _derived: Any = PrivateAttr(default=None)  # bitmask tables built once by the scorer
 

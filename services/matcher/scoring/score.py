@@ -181,11 +181,13 @@ class BatchScores:
     breadth: np.ndarray | None = None  # share of code credit left after the breadth discount (1: all)
     unmatched_codes: np.ndarray | None = None
     claimed_codes: np.ndarray | None = None
+    scale: np.ndarray | None = None  # factor on every component's share (modality mismatch), 1: none
 
     def score(self, i: int) -> Score:
         need, offer = self.needs[i], self.offers[i]
         weights = _Tables.of(self.rules).weights
-        shares = {k: round(float(weights[k] * v[i]), 4) for k, v in self.components.items()}
+        factor = float(self.scale[i]) if self.scale is not None else 1.0
+        shares = {k: round(float(weights[k] * v[i] * factor), 4) for k, v in self.components.items()}
         if self.excluded[i]:
             why = self.exclusion_codes.get(i, [])
             return Score(total=0.0, components={k: 0.0 for k in shares}, reasons=[r.text() for r in why],
@@ -345,6 +347,10 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         cosine = _centred_cosines(one, cset, centroids or LanguageCentroids(dims, rules.semantic.language_prior_weight))
     sem = rules.semantic
     semantic = np.clip((cosine - sem.floor) / (sem.ceiling - sem.floor), 0.0, 1.0)
+    if rules.text_follows_semantic:
+        # Shared wording is evidence only where it exceeds shared meaning (names, acronyms): otherwise
+        # it rewards writing in the need's language or script (1.2.0, parity across languages).
+        text = np.maximum(text, semantic)
 
     def sides(attr: str) -> tuple[np.ndarray, np.ndarray]:
         mine = np.full(n, getattr(one, attr), dtype=np.int64)
@@ -376,7 +382,9 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         semantic, text = semantic * breadth, text * breadth
     geography = np.minimum(1.0, cset.geography + one.geography).astype(np.float32)
     components = {"semantic": semantic, "text": text, "sectors": sectors, "modalities": modalities, "sdgs": sdgs, "geography": geography}
-    total = sum(tables.weights[k] * v for k, v in components.items())
+    # none of the ways the need asks for is offered: the whole pair is discounted (1.3.0)
+    scale = np.where((modalities <= 0) & (n_mod != 0), rules.modalities.mismatch_factor, 1.0).astype(np.float32)
+    total = sum(tables.weights[k] * v for k, v in components.items()) * scale
 
     # hard filters: vectorised flags first, reasons in words only for the pairs they exclude
     one_usable = one.open and one.expires_ts > now_ts
@@ -397,7 +405,7 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
             excluded[i] = True
     total = np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32)
     return BatchScores(needs, offers, rules, total, excluded, components, cosine,
-                       {i: [r.text() for r in rs] for i, rs in reasons.items()}, reasons, gate, breadth, unmatched, claimed)
+                       {i: [r.text() for r in rs] for i, rs in reasons.items()}, reasons, gate, breadth, unmatched, claimed, scale)
 
 
 def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None,

@@ -64,3 +64,61 @@ def test_centring_removes_the_same_language_bonus() -> None:
 def test_item_text_joins_title_description_keywords() -> None:
     it = MatchItem(id="x", kind="need", organization_id="o", title="T", description="D", keywords=["k1", "k2"], country="UGA")
     assert item_text(it) == "T. D. k1, k2"
+
+
+def _topic_corpus(rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Two languages (a shared offset each) over 30 varied topics, one dominant topic, and priors:
+    each language's mean over 10 other topics (as the shipped priors come from another catalogue)."""
+    lang_axis = {"xx": rng.normal(size=384), "yy": rng.normal(size=384)}
+    topics = rng.normal(size=(30, 384))
+    vecs, langs = [], []
+    for lang in ("xx", "yy"):
+        for t in topics:
+            vecs.append(t + 2 * lang_axis[lang] + 0.3 * rng.normal(size=384))
+            langs.append(lang)
+    priors = {lang: (rng.normal(size=(10, 384)) + 2 * axis).mean(axis=0) for lang, axis in lang_axis.items()}
+    return np.stack(vecs), langs, rng.normal(size=384) + 2 * lang_axis["xx"], priors
+
+
+def _bulk(dominant: np.ndarray, rng: np.random.Generator, distinct: int, count: int) -> np.ndarray:
+    texts = dominant + 0.3 * rng.normal(size=(distinct, 384))
+    return texts[np.arange(count) % distinct] + 0.01 * rng.normal(size=(count, 384))
+
+
+def test_density_centroid_does_not_drift_when_one_topic_floods_a_language() -> None:
+    rng = np.random.default_rng(3)
+    vecs, langs, dominant, priors = _topic_corpus(rng)
+    bulk = _bulk(dominant, rng, distinct=40, count=1000)
+    for method, bound in (("density", 0.1), ("mean", None)):
+        before = LanguageCentroids.from_vectors(vecs, langs, priors=priors, method=method).centroid("xx")
+        after = LanguageCentroids.from_vectors(np.vstack([vecs, bulk]), langs + ["xx"] * len(bulk), priors=priors, method=method).centroid("xx")
+        drift = np.linalg.norm(after - before) / np.linalg.norm(dominant - before)
+        if bound is None:
+            assert drift > 0.9  # the plain mean moves nearly all the way to the dominant topic
+        else:
+            assert drift < bound
+
+
+def test_density_weight_of_a_cluster_does_not_depend_on_repeats() -> None:
+    """1,000 items repeating 40 texts weigh like the 40 texts alone: what the skew report relies on."""
+    rng = np.random.default_rng(4)
+    vecs, langs, dominant, priors = _topic_corpus(rng)
+    distinct = _bulk(dominant, rng, distinct=40, count=40)
+    repeated = distinct[np.arange(1000) % 40] + 0.01 * rng.normal(size=(1000, 384))
+    weights = []
+    for block in (distinct, repeated):
+        c = LanguageCentroids.from_vectors(np.vstack([vecs, block]), langs + ["xx"] * len(block), priors=priors, method="density")
+        xx = np.stack(c._rows["xx"])  # noqa: SLF001 - the weights themselves are what is tested
+        weights.append(c._density_weights(xx, priors["xx"])[-len(block):].sum())  # noqa: SLF001
+    assert abs(weights[0] - weights[1]) < 0.25 * weights[0]
+
+
+def test_centroids_follow_changes_to_the_corpus() -> None:
+    rng = np.random.default_rng(5)
+    vecs, langs, _, priors = _topic_corpus(rng)
+    c = LanguageCentroids.from_vectors(vecs, langs, priors=priors)
+    before = c.centroid("xx")
+    c.add("xx", vecs[0] + 5)
+    assert not np.allclose(c.centroid("xx"), before)
+    c.remove("xx", vecs[0] + 5)
+    assert np.allclose(c.centroid("xx"), before)

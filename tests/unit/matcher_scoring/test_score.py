@@ -192,3 +192,28 @@ def test_switching_the_code_rules_off_gives_back_plain_code_credit() -> None:
     plain = RULES.model_copy(update={"codes": RULES.codes.model_copy(update={"semantic_gate": 0.0, "breadth_allowance": -1})})
     unrelated = score_pair(item("need"), item("offer", embedding=vec(2)), plain, centroids=NO_CENTRING)
     assert unrelated.components["sectors"] == pytest.approx(plain.weights.normalised()["sectors"], abs=1e-3)
+
+
+def test_shared_wording_pays_no_bonus_for_writing_in_the_needs_script() -> None:
+    """Same meaning in the need's script or another: the text component is the same (max of both)."""
+    need = item("need", title="Solar irrigation pumps for smallholder farmers", description="")
+    same_script = score(need, item("offer", title="Solar irrigation pumps for smallholder farmers", description="", keywords=[]))
+    other_script = score(need, item("offer", title="为小农户提供太阳能灌溉水泵", description="", keywords=[], text_language="zh", languages=["en", "zh"]))
+    assert same_script.components["semantic"] == other_script.components["semantic"]
+    assert other_script.components["text"] == pytest.approx(same_script.components["text"])
+    plain = RULES.model_copy(update={"text_follows_semantic": False})
+    raw = score_pair(need, item("offer", title="为小农户提供太阳能灌溉水泵", description="", keywords=[], text_language="zh", languages=["en", "zh"]),
+                     plain, centroids=NO_CENTRING)
+    assert raw.components["text"] < other_script.components["text"]
+
+
+def test_an_offer_serving_none_of_the_needs_modalities_is_discounted_as_a_whole() -> None:
+    need = item("need", modalities=["co_financing"])
+    served = score(need, item("offer", modalities=["co_financing"]))
+    unserved = score(need, item("offer", modalities=["capacity_development"]))
+    w = RULES.weights.normalised()
+    assert unserved.total == pytest.approx(RULES.modalities.mismatch_factor * (served.total - w["modalities"]), abs=2e-3)
+    assert "modalities_differ" in [r["code"] for r in unserved.reason_codes]
+    assert sum(unserved.components.values()) == pytest.approx(unserved.total, abs=2e-3)  # shares still add up
+    compatible = score(item("need"), item("offer", modalities=["expert_deployment"]))  # compatible: no discount
+    assert compatible.total == pytest.approx(score(item("need"), item("offer")).total - 0.3 * w["modalities"], abs=2e-3)
