@@ -154,7 +154,7 @@ class MatchRepository:
         fields = {"sdgs": 1, "sectors": 1, "country": 1, "status": 1, "created_at": 1}
         item_rows = []
         for kind, language in (("need", f.need_language), ("offer", f.offer_language)):
-            query: dict[str, Any] = {"status": {"$ne": "withdrawn"}}
+            query: dict[str, Any] = {"status": {"$nin": ["draft", "withdrawn"]}}
             for field, value in (("sdgs", f.sdg), ("sectors", f.sector), ("modalities", f.modality), ("languages", language)):
                 if value is not None:
                     query[field] = value
