@@ -14,7 +14,7 @@ The JSON shape is stable (the dashboard charts it); every key is always present:
                    resources_mobilised: [{currency, amount}], gender_responsive, gender_responsive_share}
     time_series   [{month: "YYYY-MM", needs, offers, matches, approved, partnerships, completed}]  oldest first
 
-"matches" are every proposal not retracted; a "partnership" is an approved match whose parties
+Needs and offers are the published ones (not drafts, not withdrawn); "matches" are every proposal not retracted; a "partnership" is an approved match whose parties
 reached an agreement (agreement_reached, in_progress or completed). Regions: a need's and an offer's
 own country; a match's need country.
 """
