@@ -115,21 +115,21 @@ def test_a_busy_port_gives_one_clear_line_naming_the_variable(tmp_path: Path) ->
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_when_a_service_dies_the_launcher_names_it_and_stops_the_rest(tmp_path: Path) -> None:
-    env = launcher_env(tmp_path / "data", SSMATCH_DEMO="0")
+def test_a_service_that_keeps_crashing_is_restarted_with_backoff_then_named_and_everything_stopped(tmp_path: Path) -> None:
+    # A rules file that does not exist: the matcher exits at start-up every time it is started.
+    env = launcher_env(tmp_path / "data", SSMATCH_DEMO="0", SSMATCH_RULES_FILE=str(tmp_path / "missing.toml"), SSMATCH_RESTART_LIMIT="3")
     proc = start(env)
     try:
-        wait_for_line(proc, "Press Ctrl-C to stop.", timeout=120)
-        children = descendants(proc.pid)
-        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-        matcher = next(int(line.split()[0]) for line in out.splitlines() if "services.matcher" in line and int(line.split()[0]) in children)
-        os.kill(matcher, signal.SIGKILL)
-        proc.wait(timeout=20)
-        assert proc.returncode == 1
-        rest = proc.stdout.read() if proc.stdout else ""
-        assert "matcher exited with code -9" in rest
+        proc.wait(timeout=180)
+        out = proc.stdout.read() if proc.stdout else ""
+        assert proc.returncode == 1, out
+        assert out.count("ssmatch: matcher exited with code 2; restarting in") == 2
+        assert "restarting in 0.5s" in out and "restarting in 1.0s" in out  # backoff doubles
+        assert "ssmatch: matcher exited with code 2, 3 times within 120s: giving up" in out
+        assert "stopping everything" in out
         time.sleep(0.3)
-        assert [pid for pid in children if _alive(pid)] == []
+        leftovers = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        assert env["SSMATCH_KAFKA_PORT"] not in leftovers and env["SSMATCH_MONGO_PORT"] not in leftovers  # broker and store stopped
     finally:
         if proc.poll() is None:
             proc.kill()

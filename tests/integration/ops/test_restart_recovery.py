@@ -21,6 +21,7 @@ from tests.integration.ops.stackrun import Launcher, auth, launcher_env, make_or
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
 
+@pytest.mark.timeout(900)
 def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_path: Path) -> None:
     env = launcher_env(tmp_path / "data")
     run = Launcher(env)
@@ -43,8 +44,8 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
 
         # 2. Items accepted while the matcher is frozen: published, never consumed.
         os.kill(pids["matcher"], signal.SIGSTOP)
-        needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         offers = [httpx.post(f"{catalog}/v1/offers", json=offer(i, "frozen"), headers=auth(provider), timeout=30) for i in range(1, 4)]
+        needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         assert all(x.status_code == 201 for x in needs + offers)
         poll(lambda: httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox"]["pending"] == 0, timeout=30)
         assert run.stop() == 0
