@@ -1,4 +1,5 @@
-"""Restarts lose nothing: post → stop `make run` → start it again on the same data.
+"""Restarts lose nothing: post → stop `make run` (Ctrl-C: everything stops within 10 s, no orphans) →
+start it again on the same data.
 
 The embedded broker keeps topics in memory, so the second run starts with an empty broker and no
 consumer offsets. What the first run accepted but nobody consumed must still happen: items posted
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.ops.stackrun import Launcher, auth, launcher_env, make_org, need, offer, poll
+from tests.integration.ops.stackrun import Launcher, alive, auth, descendants, launcher_env, make_org, need, offer, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
@@ -48,7 +50,13 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         assert all(x.status_code == 201 for x in needs + offers)
         poll(lambda: httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox"]["pending"] == 0, timeout=30)
-        assert run.stop() == 0
+        children = descendants(run.proc.pid)
+        assert len(children) >= 5  # broker, store, catalog, matcher, notify
+        t0 = time.monotonic()
+        assert run.stop() == 0  # Ctrl-C, even with two services frozen
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.3)
+        assert [pid for pid in children if alive(pid)] == [], "orphans left behind"
     finally:
         run.stop()
 
