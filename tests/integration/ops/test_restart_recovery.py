@@ -82,6 +82,16 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         proposed = poll(lambda: _broker_inbox(notify, broker, need_ids), timeout=120)
         assert approvals(office) == [decided] and approvals(provider) == [decided]
         assert max(Counter(proposed).values()) == 1, Counter(proposed)
+
+        # The embedded broker itself killed while running: supervised back (empty), refilled by the relay.
+        broker_pid = next(p for p in descendants(again.proc.pid) if b"tansu" in Path(f"/proc/{p}/cmdline").read_bytes())
+        os.kill(broker_pid, signal.SIGKILL)
+        again.wait_for("broker (Tansu) restarted", timeout=60)
+        assert httpx.post(f"{catalog}/v1/offers", json=offer(9, "after-broker"), headers=auth(provider), timeout=30).status_code == 201
+        late = httpx.post(f"{catalog}/v1/needs", json=need(9, "after-broker"), headers=auth(office), timeout=30).json()["id"]
+        poll(lambda: httpx.get(f"{catalog}/v1/needs/{late}/matches", headers=auth(office), timeout=10).json()["items"], timeout=180)
+        assert httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox_recoveries_total"] >= 2
+        assert approvals(office) == [decided]  # the re-relayed decision is still not a second notification
     finally:
         assert again.stop() == 0
 
