@@ -53,5 +53,7 @@ def test_a_second_load_works_when_another_organization_shares_a_demo_name(stack:
             owner = ids[data[kind][0]["organization"]]
             items = catalog.get(f"/v1/{kind}", params={"organization_id": owner}, headers=admin).json()["items"]
             assert len(items) == 1  # posted once, by the demo organization, not by its namesake
+            # withdraw them again: other tests share this stack's matcher
+            assert catalog.delete(f"/v1/{kind}/{items[0]['id']}", headers=admin).status_code == 200
     finally:
         registry.close()
