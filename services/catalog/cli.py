@@ -27,7 +27,6 @@ import argparse
 import csv
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -155,33 +154,49 @@ def run_import(
     return result
 
 
+class _Transient(Exception):
+    """A failure worth retrying with the same Idempotency-Key (network, 429, 5xx)."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+def _retry_wait(state: Any) -> float:
+    """The catalog's Retry-After when it sent one, else exponential backoff (0.5 s doubling to 10 s)."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Transient) and exc.retry_after_s is not None:
+        return exc.retry_after_s
+    return float(min(0.5 * 2 ** (state.attempt_number - 1), 10.0))
+
+
 def _post_row(client: Any, url: str, body: dict[str, Any], key: str, max_attempts: int) -> dict[str, Any]:
     import httpx
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-    delay = 0.5
-    last = ""
-    for _ in range(max_attempts):
-        try:
-            response = client.post(url, json=body, headers={"Idempotency-Key": key})
-        except httpx.HTTPError as exc:  # connection refused, timeout: the same key makes a retry safe
-            last = f"catalog unreachable: {type(exc).__name__}: {exc}"
-            time.sleep(delay)
-            delay = min(delay * 2, 10)
-            continue
-        if response.status_code in (200, 201):
-            return {"fatal": None, "errors": [], "replayed": response.headers.get("idempotent-replayed") == "true"}
-        if response.status_code == 429:
-            time.sleep(float(response.headers.get("retry-after", "1")))
-            continue
-        if response.status_code in (401, 403):
-            return {"fatal": f"the catalog refused the token (HTTP {response.status_code}): {_api_errors(0, response)[0]['reason']}", "errors": [], "replayed": False}
-        if response.status_code >= 500:
-            last = f"catalog error HTTP {response.status_code}"
-            time.sleep(delay)
-            delay = min(delay * 2, 10)
-            continue
-        return {"fatal": None, "errors": _api_errors(0, response), "replayed": False}
-    return {"fatal": last or "too many retries", "errors": [], "replayed": False}
+    try:
+        for attempt in Retrying(
+            stop=stop_after_attempt(max_attempts), wait=_retry_wait, retry=retry_if_exception_type(_Transient), reraise=True
+        ):
+            with attempt:
+                try:
+                    response = client.post(url, json=body, headers={"Idempotency-Key": key})
+                except httpx.HTTPError as exc:  # connection refused, timeout: the same key makes a retry safe
+                    raise _Transient(f"catalog unreachable: {type(exc).__name__}: {exc}") from exc
+                if response.status_code in (200, 201):
+                    return {"fatal": None, "errors": [], "replayed": response.headers.get("idempotent-replayed") == "true"}
+                if response.status_code == 429:
+                    raise _Transient("rate limited by the catalog", float(response.headers.get("retry-after", "1")))
+                if response.status_code in (401, 403):
+                    reason = _api_errors(0, response)[0]["reason"]
+                    return {"fatal": f"the catalog refused the token (HTTP {response.status_code}): {reason}", "errors": [], "replayed": False}
+                if response.status_code >= 500:
+                    raise _Transient(f"catalog error HTTP {response.status_code}")
+                return {"fatal": None, "errors": _api_errors(0, response), "replayed": False}
+    except _Transient as exc:
+        return {"fatal": exc.reason or "too many retries", "errors": [], "replayed": False}
+    return {"fatal": "too many retries", "errors": [], "replayed": False}
 
 
 def _print_report(result: dict[str, Any], out: TextIO, report_path: Path | None) -> None:

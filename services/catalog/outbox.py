@@ -57,6 +57,7 @@ from ssmatch.tasks import BackgroundTask
 log = logging.getLogger(__name__)
 
 LEASE_ID = "lease"
+PASS_TIMEOUT_S = 120.0
 
 
 class LeaseLost(RuntimeError):
@@ -117,7 +118,8 @@ class OutboxRelay(BackgroundTask):
         for client in (self._producer, self._probe):
             if client is not None:
                 try:
-                    await client.stop()
+                    async with asyncio.timeout(5):  # a producer flushing to a dead broker must not hold the relay
+                        await client.stop()
                 except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
                     pass
         self._producer = self._probe = None
@@ -370,7 +372,9 @@ class OutboxRelay(BackgroundTask):
                 reraise=True,
             ):
                 with attempt:
-                    await self.run_once()
+                    # Bounded: a pass stuck on a half-dead connection is abandoned and retried with new clients.
+                    async with asyncio.timeout(PASS_TIMEOUT_S):
+                        await self.run_once()
             self.last_error = None
             # woken right after a commit that added events, else polls (and renews the lease)
             await self.wait_for_wake(interval)

@@ -11,8 +11,8 @@ run (stored tokens are hashed, so old ones cannot be shown again).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx

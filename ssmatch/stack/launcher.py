@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class Supervised:
     restart_at: float | None = None
     restarts_total: int = 0
     last_code: int | None = None
-    after_start: object = None  # callable run once a restarted infra server listens again
+    after_start: Callable[[], object] | None = None  # run once a restarted infra server is started again
 
     @property
     def name(self) -> str:
@@ -136,7 +137,13 @@ class Stack:
             broker = start_tansu(self.config.kafka_port, self.log_dir)
             self.infra.append(broker)
             port = self.config.kafka_port
-            self.units.append(Supervised(broker, after_start=lambda: (self._wait_port(port, broker), self._ensure_topics())))
+
+            def broker_back() -> None:
+                # An in-memory broker restarts empty: create the topics again with their fixed counts.
+                self._wait_port(port, broker)
+                self._ensure_topics()
+
+            self.units.append(Supervised(broker, after_start=broker_back))
         if not self.config.mongodb_uri:
             store = start_secantus(self.config.mongo_port, self.config.data_dir / "mongo", self.log_dir)
             self.infra.append(store)
@@ -239,7 +246,7 @@ class Stack:
                 unit.child.start()
                 unit.restart_at = None
                 unit.restarts_total += 1
-                if callable(unit.after_start):
+                if unit.after_start is not None:
                     unit.after_start()
                 print(f"ssmatch: {unit.name} restarted (pid {unit.child.pid})", file=sys.stderr, flush=True)
                 restarted.append(unit.name)
@@ -256,7 +263,7 @@ class Stack:
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
 

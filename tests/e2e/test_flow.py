@@ -71,8 +71,9 @@ def test_need_and_offer_become_a_match_that_a_broker_approves_and_both_parties_h
     assert offer.status_code == 201, offer.text
     need_id, offer_id = need.json()["id"], offer.json()["id"]
 
-    matches = poll(lambda: catalog.get(f"/v1/needs/{need_id}/matches", headers=auth(office)).json()["items"])
-    match = next(m for m in matches if m["offer_id"] == offer_id)
+    # other tests share this stack: wait for this pair, not just any match of the need
+    matches = poll(lambda: [m for m in catalog.get(f"/v1/needs/{need_id}/matches", headers=auth(office)).json()["items"] if m["offer_id"] == offer_id])
+    match = matches[0]
     assert match["status"] == "proposed" and 0 <= match["score"] <= 1
     assert match["id"] == f"{need_id}.{offer_id}" and match["explanation"]["components"]
 
@@ -106,9 +107,12 @@ def test_withdrawn_offer_retracts_its_proposals(catalog: httpx.Client) -> None:
     _, provider = make_org(catalog, "HIV care institute", "solution_provider", "ZAF")
     need = catalog.post("/v1/needs", json={**NEED, "sectors": ["health"], "title": "HIV testing centre"}, headers=auth(office)).json()
     offer = catalog.post("/v1/offers", json={**OFFER, "sectors": ["health"], "title": "HIV testing know-how"}, headers=auth(provider)).json()
-    poll(lambda: catalog.get(f"/v1/needs/{need['id']}/matches", headers=auth(office)).json()["items"])
+    def with_offer() -> list[Any]:
+        return [m for m in catalog.get(f"/v1/needs/{need['id']}/matches", headers=auth(office)).json()["items"] if m["offer_id"] == offer["id"]]
+
+    poll(with_offer)
     assert catalog.delete(f"/v1/offers/{offer['id']}", headers=auth(provider)).status_code == 200
-    poll(lambda: catalog.get(f"/v1/needs/{need['id']}/matches", headers=auth(office)).json()["items"] == [])
+    poll(lambda: with_offer() == [])
     retracted = catalog.get(f"/v1/needs/{need['id']}/matches", params={"status": "retracted"}, headers=auth(office)).json()["items"]
     assert retracted and retracted[0]["offer_id"] == offer["id"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -206,3 +207,109 @@ async def _recovered(relay: OutboxRelay) -> bool:
 
 async def _pruned(relay: OutboxRelay, n: int) -> bool:
     return relay.pruned_total >= n
+
+
+def _catalog_process(settings: Any, servers: Any, name: str, port: int) -> Any:
+    import os
+    import sys
+
+    from ssmatch.stack.processes import Child
+
+    env = dict(os.environ)
+    env.update(
+        MONGODB_URI=settings.mongodb_uri, KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, CATALOG_PORT=str(port),
+        SSMATCH_CATALOG_DB=settings.catalog_db, SSMATCH_ADMIN_TOKEN="two-admin", SSMATCH_OUTBOX_LEASE_S="2",
+        SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES="1", SSMATCH_RATE_LIMIT_PER_MINUTE="0", SSMATCH_LOG_FORMAT="text",
+        SSMATCH_GROUP_PREFIX=f"two-{settings.catalog_db}", SSMATCH_OUTBOX_POLL_INTERVAL_S="0.2",
+    )
+    return Child(name, [sys.executable, "-m", "services.catalog"], env, servers.log_dir / f"{name}-{port}.log").start()
+
+
+@pytest.mark.timeout(600)
+async def test_two_catalog_processes_publish_each_row_once_in_commit_order_and_survive_a_kill(make_settings: Any, servers: Any) -> None:
+    """Two catalog processes on one store: one relay publishes (no duplicate at all while both live);
+    kill -9 of the holder mid-stream → the other takes over; duplicates only from the batch the dead
+    holder had sent but not marked; per entity the revisions arrive in commit order."""
+    import httpx
+
+    settings = make_settings()
+    ports = [free_port(), free_port()]
+    procs = [_catalog_process(settings, servers, f"catalog{i}", port) for i, port in enumerate(ports)]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    admin = {"Authorization": "Bearer two-admin"}
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def healthy() -> bool:
+                try:
+                    return all([(await http.get(f"{u}/healthz")).status_code == 200 for u in urls])
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(healthy, timeout=120, interval=0.3)
+            org = (await http.post(f"{urls[0]}/v1/organizations", json={"name": "Ministry of Planning", "type": "country_office", "country": "MWI"}, headers=admin)).json()
+            office = {"Authorization": f"Bearer {(await http.post(f'{urls[0]}/v1/tokens', json={'organization_id': org['id']}, headers=admin)).json()['token']}"}
+            body = {"title": "Census data systems", "description": "Modernise the national statistics office.", "sdgs": [17],
+                    "sectors": ["statistics_data"], "modalities": ["capacity_development"], "languages": ["en"]}
+
+            async def write(live: list[str], n: int) -> list[str]:
+                """n needs, each created on one process and revised twice through the other(s)."""
+                ids = []
+                for i in range(n):
+                    r = await http.post(f"{live[i % len(live)]}/v1/needs", json={**body, "title": f"Census data systems {i}"}, headers=office)
+                    assert r.status_code == 201, r.text
+                    ids.append(r.json()["id"])
+                for rev in (2, 3):
+                    for i, nid in enumerate(ids):
+                        url = live[(i + rev) % len(live)]
+                        etag = (await http.get(f"{url}/v1/needs/{nid}", headers=office)).headers["etag"]
+                        r = await http.patch(f"{url}/v1/needs/{nid}", json={"title": f"Census data systems {i} r{rev}"}, headers={**office, "If-Match": etag})
+                        assert r.status_code == 200, r.text
+                return ids
+
+            async def drained(url: str) -> bool:
+                return bool((await http.get(f"{url}/metrics")).json()["outbox"]["pending"] == 0)
+
+            async def metrics() -> list[dict[str, Any]]:
+                return [(await http.get(f"{u}/metrics")).json() for u in urls]
+
+            first = await write(urls, 15)
+            await eventually(lambda: drained(urls[0]), timeout=60)
+            holders = [m["outbox_relay_holds_lease"] for m in await metrics()]
+            assert holders.count(True) == 1, holders
+            records = await read_topic(settings.kafka_bootstrap_servers, "ssmatch.needs", lambda r: r.key.decode() in set(first), want=45)
+            events = [json.loads(r.value) for r in records]
+            assert len(events) == 45 and len({e["event_id"] for e in events}) == 45  # no duplicate while both live
+            for nid in first:
+                assert [e["payload"]["revision"] for e in events if e["entity_id"] == nid] == [1, 2, 3]
+
+            # kill -9 the holder while the survivor keeps taking writes
+            holder = holders.index(True)
+            survivor = urls[1 - holder]
+            task = asyncio.create_task(write([survivor], 15))
+            await asyncio.sleep(0.3)
+            procs[holder].kill()
+            second = await task
+            await eventually(lambda: drained(survivor), timeout=60)
+            after = (await http.get(f"{survivor}/metrics")).json()
+            assert after["outbox_relay_holds_lease"] and after["outbox_relay_lease_token"] >= 2  # a fenced takeover
+            mine = set(first) | set(second)
+            want = 90
+            for _ in range(5):  # duplicates count towards `want`: read again until every event is seen
+                records = await read_topic(settings.kafka_bootstrap_servers, "ssmatch.needs", lambda r: r.key.decode() in mine, want=want)
+                events = [json.loads(r.value) for r in records]
+                ids = [e["event_id"] for e in events]
+                if len(set(ids)) >= 90:
+                    break
+                want = len(ids) + 90 - len(set(ids))
+            assert len(set(ids)) == 90  # every accepted change published
+            assert len(ids) - len(set(ids)) <= 200  # at most the one batch in flight at the kill (batch size 200)
+            for nid in mine:
+                revisions = [e["payload"]["revision"] for e in events if e["entity_id"] == nid]
+                firsts = list(dict.fromkeys(revisions))
+                assert firsts == [1, 2, 3], (nid, revisions)  # commit order per entity
+    finally:
+        stop_all(procs, grace_s=5)
+        client = make_client(settings.mongodb_uri)
+        await client.drop_database(settings.catalog_db)
+        await client.close()

@@ -1,4 +1,5 @@
-"""Restarts lose nothing: post → stop `make run` → start it again on the same data.
+"""Restarts lose nothing: post → stop `make run` (Ctrl-C: everything stops within 10 s, no orphans) →
+start it again on the same data.
 
 The embedded broker keeps topics in memory, so the second run starts with an empty broker and no
 consumer offsets. What the first run accepted but nobody consumed must still happen: items posted
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.ops.stackrun import Launcher, auth, launcher_env, make_org, need, offer, poll
+from tests.integration.ops.stackrun import Launcher, alive, auth, descendants, launcher_env, make_org, need, offer, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
 
+@pytest.mark.timeout(900)
 def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_path: Path) -> None:
     env = launcher_env(tmp_path / "data")
     run = Launcher(env)
@@ -43,11 +46,17 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
 
         # 2. Items accepted while the matcher is frozen: published, never consumed.
         os.kill(pids["matcher"], signal.SIGSTOP)
-        needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         offers = [httpx.post(f"{catalog}/v1/offers", json=offer(i, "frozen"), headers=auth(provider), timeout=30) for i in range(1, 4)]
+        needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         assert all(x.status_code == 201 for x in needs + offers)
         poll(lambda: httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox"]["pending"] == 0, timeout=30)
-        assert run.stop() == 0
+        children = descendants(run.proc.pid)
+        assert len(children) >= 5  # broker, store, catalog, matcher, notify
+        t0 = time.monotonic()
+        assert run.stop() == 0  # Ctrl-C, even with two services frozen
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.3)
+        assert [pid for pid in children if alive(pid)] == [], "orphans left behind"
     finally:
         run.stop()
 
@@ -73,6 +82,16 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         proposed = poll(lambda: _broker_inbox(notify, broker, need_ids), timeout=120)
         assert approvals(office) == [decided] and approvals(provider) == [decided]
         assert max(Counter(proposed).values()) == 1, Counter(proposed)
+
+        # The embedded broker itself killed while running: supervised back (empty), refilled by the relay.
+        broker_pid = next(p for p in descendants(again.proc.pid) if b"tansu" in Path(f"/proc/{p}/cmdline").read_bytes())
+        os.kill(broker_pid, signal.SIGKILL)
+        again.wait_for("broker (Tansu) restarted", timeout=60)
+        assert httpx.post(f"{catalog}/v1/offers", json=offer(9, "after-broker"), headers=auth(provider), timeout=30).status_code == 201
+        late = httpx.post(f"{catalog}/v1/needs", json=need(9, "after-broker"), headers=auth(office), timeout=30).json()["id"]
+        poll(lambda: httpx.get(f"{catalog}/v1/needs/{late}/matches", headers=auth(office), timeout=10).json()["items"], timeout=180)
+        assert httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox_recoveries_total"] >= 2
+        assert approvals(office) == [decided]  # the re-relayed decision is still not a second notification
     finally:
         assert again.stop() == 0
 
