@@ -161,7 +161,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
         "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
         "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
         "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
-        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "2", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
+        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
         "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1",
     }
     workers: Workers = matcher_workers(env)
