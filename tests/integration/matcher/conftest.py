@@ -1,5 +1,5 @@
-"""Matcher fixtures: a broker of its own (the session broker's item topics carry other tests'
-items, which a fresh matcher group would read from offset 0), real matcher worker processes, and
+"""Matcher fixtures: a broker per test (the session broker's item topics carry other tests' items,
+which a fresh matcher group would read from offset 0; Tansu starts in milliseconds), real matcher worker processes, and
 the catalog's match projection running against the real store."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Broker:
     child: Child
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     from ssmatch.kafka import ensure_topics
 

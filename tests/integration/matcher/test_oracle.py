@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,7 +28,7 @@ from services.catalog.projection import match_projection
 from services.catalog.store import CatalogStore
 from services.matcher.centring import priors_only
 from services.matcher.lists import oracle
-from services.matcher.scoring import Embedder, item_text, load_rules
+from services.matcher.scoring import Embedder, item_text, load_rules, score_pair
 from services.matcher.lists import to_match_item
 from ssmatch.events import ItemPayload, ItemWithdrawnPayload, make_event, parse_event
 from ssmatch.mongo import make_client
@@ -150,6 +151,24 @@ async def match_event_ids(bootstrap: str) -> list[str]:
         await consumer.stop()
 
 
+def check_web(workers: Workers, scenario: Scenario, rules: Any, centroids: Any) -> None:
+    """From outside: /v1/score gives the scores the oracle ranks by; bad input is a 422; /metrics counts."""
+    port = workers.ports[0]
+    auth = {"Authorization": "Bearer oracle-admin"}
+    opened = [p for p in scenario.final.values() if isinstance(p, ItemPayload)]
+    need = next(p for p in opened if p.kind == "need")
+    offer = next(p for p in opened if p.kind == "offer")
+    body = httpx.post(f"http://127.0.0.1:{port}/v1/score", json={"need_id": need.id, "offer_id": offer.id}, headers=auth, timeout=30).json()
+    docs = {d["_id"]: d for d in scenario.docs({t: v for t, v in zip(TITLES, Embedder().embed(TITLES), strict=True)})}
+    expected = score_pair(to_match_item(docs[need.id]), to_match_item(docs[offer.id]), rules, centroids=centroids)
+    assert body["score"] == expected.total and body["centring_version"].startswith("priors-")
+    bad = {"need_id": need.id, "offer": {**offer.model_dump(mode="json"), "embedding": [0.1, 0.2]}}
+    answer = httpx.post(f"http://127.0.0.1:{port}/v1/score", json=bad, headers=auth, timeout=30)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "validation_failed"
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "ssmatch_matcher_events_in_total" in text and "ssmatch_matcher_stage_seconds_bucket" in text
+
+
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("n_workers", [1, 3])
 async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Broker, matcher_workers: Any, make_settings: Any,
@@ -162,7 +181,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
         "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
         "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
         "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
-        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1",
+        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin",
     }
     workers: Workers = matcher_workers(env)
     for i in range(n_workers):
@@ -174,7 +193,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
     projection.start()
     producer = AIOKafkaProducer(bootstrap_servers=own_broker.bootstrap, acks="all", max_batch_size=1)
     await producer.start()
-    scenario = Scenario(seed=n_workers, n_items=50, n_events=200)
+    scenario = Scenario(seed=n_workers, n_items=40, n_events=160)
     embedder = Embedder()
     vectors = {t: v for t, v in zip(TITLES, embedder.embed(TITLES), strict=True)}
     centroids = priors_only(rules.semantic.language_prior_weight).centroids
@@ -192,7 +211,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
             if scenario.rng.random() < 0.1:
                 await asyncio.sleep(scenario.rng.uniform(0, 0.2))
         expected = oracle(scenario.docs(vectors), rules, centroids)
-        assert len(expected) > 20, "the scenario should propose a good number of pairs"
+        assert len(expected) > 15, "the scenario should propose a good number of pairs"
 
         async def converged() -> bool:
             return await processed_everything(workers, f"{settings.group_prefix}-matcher", own_broker.bootstrap, counts) \
@@ -206,6 +225,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
             got = await proposed_pairs(store, scenario.prefix)
             raise AssertionError(f"missing {sorted(expected - got)[:10]}, extra {sorted(got - expected)[:10]}\n{workers.logs()}") from None
 
+        await asyncio.to_thread(check_web, workers, scenario, rules, centroids)
         if n_workers > 1:
             return  # replay and rules change: with one worker (each restart of three costs ~30 s here)
         # replay every topic from offset 0 (a new group on the same matcher state): nothing new
