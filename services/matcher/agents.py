@@ -97,3 +97,6 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
                 await with_retries(parsed)
             finally:
                 correlation_id.reset(token)
+            for event in events:
+                msg = event.message
+                runtime.metrics.processed_offset.labels(msg.topic, str(msg.partition)).set(msg.offset + 1)

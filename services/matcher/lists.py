@@ -11,7 +11,7 @@ whatever order the events came in. No I/O, no clock except `now` for expiry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,7 +94,12 @@ class ItemIndex:
         doc = self.docs[kind][item_id]
         held = self._prepared.get((kind, item_id))
         if held is None or held[0] != doc["revision"]:
-            held = (doc["revision"], prepare(to_match_item(doc), self.rules))
+            # the vector stays one float32 array (no Python list of floats inside the MatchItem)
+            vector = doc.get("embedding")
+            prepared = prepare(to_match_item({**doc, "embedding": None}), self.rules)
+            if vector is not None:
+                prepared = replace(prepared, vector=np.asarray(vector, dtype=np.float32))
+            held = (doc["revision"], prepared)
             self._prepared[(kind, item_id)] = held
         return held[1]
 

@@ -22,6 +22,8 @@ class Metrics:
         self.retractions = Counter("ssmatch_matcher_matches_retracted", "match.retracted events sent", registry=r)
         self.stage_seconds = Histogram("ssmatch_matcher_stage_seconds", "Latency per stage", ["stage"], buckets=STAGE_BUCKETS, registry=r)
         self.lag = Gauge("ssmatch_matcher_consumer_lag", "Records behind the end of each assigned partition", ["topic", "partition"], registry=r)
+        self.processed_offset = Gauge("ssmatch_matcher_processed_offset", "Next offset after the last item record this worker processed and sent output for",
+                                      ["topic", "partition"], registry=r)
         self.owned_partitions = Gauge("ssmatch_matcher_owned_partitions", "Item partitions this worker owns", registry=r)
         self.items = Gauge("ssmatch_matcher_items_indexed", "Items in the index", ["kind"], registry=r)
 

@@ -181,7 +181,12 @@ class MatcherRuntime:
                 self.owned[KIND_OF[tp.topic]].add(tp.partition)
         self.assigned = True
         self.metrics.set_owned(sum(len(v) for v in self.owned.values()))
-        await service.reconcile()
+        log.info("assigned %s", {k: sorted(v) for k, v in self.owned.items()})
+        import time
+
+        t0 = time.perf_counter()
+        sent = await service.reconcile()
+        log.info("reconciled owned lists in %.2fs, %d events sent", time.perf_counter() - t0, sent)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -162,9 +162,7 @@ class MatcherService:
         async with self.lock:
             affected = await asyncio.to_thread(self._affected, keys, now)
             self._on_stage("candidates", time.perf_counter() - t0)
-            sent = 0
-            for key in sorted(affected):
-                sent += await self._write(key, now)
+            sent = await self._write_many(sorted(affected), now)
         self._on_stage("settle", time.perf_counter() - t0)
         return sent
 
@@ -185,8 +183,8 @@ class MatcherService:
             owned = [(k, i) for k in ("need", "offer") for i in self.index.docs[k] if self.book.owns(k, i)]
             self.book.forget([k for k in self.book.lists if not self.book.owns(*k)])
             sent = await self._take_over([k for k in owned if k not in self.book.lists])
-            for key in sorted(owned):
-                sent += await self._write(key)
+            for start in range(0, len(owned), 256):
+                sent += await self._write_many(sorted(owned)[start:start + 256])
         return sent
 
     async def _take_over(self, keys: list[Key]) -> int:
@@ -210,6 +208,51 @@ class MatcherService:
             return 0
         sent = await self.settle(due, now)
         self._expired_seen.update((key, self.index.get(*key)["revision"]) for key in due)  # type: ignore[index]
+        return sent
+
+    async def _write_many(self, keys: list[Key], now: datetime | None = None) -> int:
+        """The steps of many lists at once: one scoring pass in a thread, the list documents written
+        concurrently, all events sent together, then marked sent. A list another writer moved is
+        redone alone (`_write`)."""
+        missing = [k for k in keys if k not in self.book.lists]
+        if missing:
+            await self._take_over(missing)
+
+        def compute() -> list[tuple[Key, ListState, ListState, list[Record]]]:
+            out = []
+            for key in keys:
+                state = self.book.lists[key]
+                new = self.book.top_k(key, now)
+                if new == state.entries and state.stamp == self.stamp:
+                    continue
+                step = ListState(state.version + 1, new, self.stamp)
+                out.append((key, state, step, self._events(key, state, step)))
+            return out
+
+        steps = await asyncio.to_thread(compute)
+        if not steps:
+            return 0
+        written = await asyncio.gather(*(
+            self.store.write_list(key, state.version, step, [f"{k.decode()}\n{v.decode()}" for k, v in records], {})
+            for key, state, step, records in steps
+        ))
+        records_out: list[Record] = []
+        done: list[tuple[Key, int]] = []
+        redo: list[Key] = []
+        for (key, _, step, records), ok in zip(steps, written, strict=True):
+            if ok:
+                self.book.set_list(key, step)
+                self.stats.list_writes += 1
+                records_out += records
+                done.append((key, step.version))
+            else:
+                redo.append(key)
+        await self.send(records_out)
+        await asyncio.gather(*(self.store.mark_sent(key, version) for key, version in done))
+        sent = len(records_out)
+        for key in redo:
+            self.book.lists.pop(key, None)
+            sent += await self._write(key, now)
         return sent
 
     async def _write(self, key: Key, now: datetime | None = None) -> int:

@@ -74,7 +74,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                         m.lag.labels(tp.topic, str(tp.partition)).set(max(0, int(high) - int(pos)))
             except Exception:  # noqa: BLE001 - lag is best effort (before the first assignment)
                 pass
-            return self.bytes(m.render(), content_type=CONTENT_TYPE)
+            return self.bytes(m.render(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/v1/rules")
     class RulesView(View):

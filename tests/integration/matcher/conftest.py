@@ -1,5 +1,5 @@
-"""Matcher fixtures: a broker of its own (the session broker's item topics carry other tests'
-items, which a fresh matcher group would read from offset 0), real matcher worker processes, and
+"""Matcher fixtures: a broker per test (the session broker's item topics carry other tests' items,
+which a fresh matcher group would read from offset 0; Tansu starts in milliseconds), real matcher worker processes, and
 the catalog's match projection running against the real store."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Broker:
     child: Child
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     from ssmatch.kafka import ensure_topics
 
@@ -81,7 +81,25 @@ class Workers:
                     return False
             return True
 
-        wait_until(all_healthy, timeout_s, "matcher workers", [c for c in self.children.values() if c.exit_code() is None])
+        try:
+            wait_until(all_healthy, timeout_s, "matcher workers", [c for c in self.children.values() if c.exit_code() is None])
+        except (TimeoutError, RuntimeError) as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
+
+    def processed(self) -> dict[tuple[str, int], int]:
+        """Per item partition, the furthest offset any live worker has processed (from /metrics)."""
+        out: dict[tuple[str, int], int] = {}
+        for i, child in self.children.items():
+            if child.exit_code() is not None:
+                continue
+            try:
+                text = httpx.get(f"http://127.0.0.1:{self.ports[i]}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            for m in re.finditer(r'ssmatch_matcher_processed_offset\{topic="([^"]+)",partition="(\d+)"\} ([0-9.e+]+)', text):
+                key = (m.group(1), int(m.group(2)))
+                out[key] = max(out.get(key, 0), int(float(m.group(3))))
+        return out
 
     def stop(self) -> None:
         stop_all(list(self.children.values()), grace_s=5)
@@ -96,7 +114,7 @@ def matcher_workers(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid
     made: list[Workers] = []
 
     def make(env: dict[str, str]) -> Workers:
-        w = Workers({**os.environ, **env}, tmp_path / "logs")
+        w = Workers({**os.environ, **env}, Path(os.environ.get("SSMATCH_TEST_LOG_DIR", tmp_path)) / "logs")
         made.append(w)
         return w
 
