@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 N_MATCHES = int(os.environ.get("BENCH_UI_MATCHES", "10000"))
-N_REQUESTS = int(os.environ.get("BENCH_UI_REQUESTS", "120"))
+N_REQUESTS = int(os.environ.get("BENCH_UI_REQUESTS", "30"))
 DB = "bench_ui"
 ADMIN = "bench-admin"
 COUNTRIES = ["SEN", "MLI", "KEN", "BOL", "FJI", "NPL", "HTI", "VNM"]
@@ -85,7 +85,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> N
 
 
 def timed(client: httpx.Client, path: str, params: dict[str, str], headers: dict[str, str] | None = None) -> list[float]:
-    for _ in range(5):  # warm-up
+    for _ in range(2):  # warm-up
         client.get(path, params=params, headers=headers)
     out = []
     for _ in range(N_REQUESTS):
@@ -120,7 +120,7 @@ def main() -> int:
             proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
             url = f"http://127.0.0.1:{port}"
             wait_http(url, proc)
-            with httpx.Client(base_url=url, timeout=30) as client:
+            with httpx.Client(base_url=url, timeout=300) as client:
                 admin = {"Authorization": f"Bearer {ADMIN}"}
                 org = client.post("/v1/organizations", json={"name": "Bench broker", "type": "broker", "country": "USA"}, headers=admin).json()
                 token = client.post("/v1/tokens", json={"organization_id": org["id"]}, headers=admin).json()["token"]

@@ -36,7 +36,7 @@ class _BodyLimits:
         self.large = BodySizeLimitMiddleware(app, max_bytes=MAX_IMPORT_BODY_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limited = self.large if scope["type"] == "http" and scope.get("path") == IMPORT_PATH else self.small
+        limited = self.large if scope["type"] == "http" and scope.get("path") in (IMPORT_PATH, "/ui/import") else self.small
         await limited(scope, receive, send)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import (
+from tests.browser.helpers import (
     PAGE_BUDGET,
     Workspace,
     axe_violations,

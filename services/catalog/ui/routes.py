@@ -408,7 +408,7 @@ async def match_page(request: Request, match_id: str) -> Response:
     except ApiError as exc:
         return error_page(await page_of(request), exc)
     return render(page, "match.html", m=match, need=need, offer=offer, prev_id=prev_id, next_id=next_id,
-                  events=usecases.lifecycle_events(), outcome_form=usecases.accepts_outcome(),
+                  events=usecases.allowed_steps(match), outcome_form=usecases.accepts_outcome(),
                   back=_safe_next(request.query_params.get("back"), "/ui/queue"), done=request.query_params.get("done"))
 
 

@@ -128,6 +128,7 @@ async def import_file(request: Request) -> Response:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:
         page = await page_of(request)
-        return render(page, "import.html", status=exc.status, result=None, error=exc.message)
+        fragment = request.headers.get("x-requested-with") == "fetch"
+        return render(page, "import_result.html" if fragment else "import.html", status=exc.status, result=None, error=exc.message)
     fragment = request.headers.get("x-requested-with") == "fetch"
     return render(page, "import_result.html" if fragment else "import.html", result=result)

@@ -150,6 +150,20 @@ def lifecycle_events() -> list[str]:
     return list(getattr(annotation, "__args__", ()))
 
 
+def allowed_steps(match: dict[str, Any]) -> list[str]:
+    """The lifecycle events that may follow the match's current state (all of them if the catalog does
+    not say; it still refuses a wrong one with 409)."""
+    events = lifecycle_events()
+    if match.get("status") != "approved":
+        return []
+    try:
+        from services.catalog.store import LIFECYCLE_NEXT
+    except ImportError:
+        return events
+    allowed = LIFECYCLE_NEXT.get(match.get("lifecycle"), set())
+    return [e for e in events if e in allowed]
+
+
 def accepts_outcome() -> bool:
     return "outcome" in LifecycleIn.model_fields
 
