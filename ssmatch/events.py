@@ -107,13 +107,16 @@ class MatchLifecyclePayload(_Strict):
     match_id: str = Field(min_length=3, max_length=130)
     need_id: str = Field(min_length=1, max_length=64)
     offer_id: str = Field(min_length=1, max_length=64)
-    event: Literal["declined", "agreement_reached", "completed"]
+    event: Literal["declined", "agreement_reached", "completed", "interested", "not_interested", "in_progress"]
     note: str | None = Field(default=None, max_length=2000)
     reported_by: str = Field(min_length=1, max_length=64)
     need_organization_id: str = Field(min_length=1, max_length=64)
     offer_organization_id: str = Field(min_length=1, max_length=64)
     need_title: str | None = Field(default=None, max_length=300)
     offer_title: str | None = Field(default=None, max_length=300)
+    # added (backward compatible): the side a response is for, and a completed partnership's outcome
+    party: Literal["need", "offer"] | None = None
+    outcome: dict[str, Any] | None = None
 
 
 class DeadLetterPayload(_Strict):

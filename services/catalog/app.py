@@ -9,13 +9,16 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.catalog.adapters.matches import MatchRepository
 from services.catalog.api import router
+from services.catalog.api.errors import install_domain_errors
 from services.catalog.importer import MAX_FILE_BYTES
 from services.catalog.outbox import OutboxRelay
 from services.catalog.projection import match_projection
 from services.catalog.ratelimit import RateLimiter
+from services.catalog.service import Catalog
 from services.catalog.ui import mount as mount_workspace
 from services.catalog.store import CatalogStore
 from ssmatch.auth import TokenAuthority
@@ -29,15 +32,54 @@ IMPORT_PATH = "/v1/imports"
 
 
 class _BodyLimits:
-    """Bodies over 256 KB are refused (413), except uploads to /v1/imports, which may carry a 10 MB file."""
+    """Bodies over 256 KB are refused (413), except uploads to /v1/imports, which may carry a 10 MB file.
+
+    A body without Content-Length (chunked) is read here, up to the limit, before the app sees it: an
+    oversized one is answered 413 (refusing it inside the app's body parser would surface as 422)."""
 
     def __init__(self, app: ASGIApp) -> None:
+        self.app = app
         self.small = BodySizeLimitMiddleware(app, max_bytes=MAX_BODY_BYTES)
         self.large = BodySizeLimitMiddleware(app, max_bytes=MAX_IMPORT_BODY_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limited = self.large if scope["type"] == "http" and scope.get("path") in (IMPORT_PATH, "/ui/import") else self.small
-        await limited(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        large = scope.get("path") in (IMPORT_PATH, "/ui/import")
+        limited = self.large if large else self.small
+        headers = dict(scope.get("headers", []))
+        if b"content-length" in headers or scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await limited(scope, receive, send)
+            return
+        limit = MAX_IMPORT_BODY_BYTES if large else MAX_BODY_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                from ssmatch.http import error_response
+
+                await error_response(413, "payload_too_large", f"request body over {limit} bytes")(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def _allow_every_method_of_the_path(app: FastAPI) -> None:
@@ -50,13 +92,16 @@ def _allow_every_method_of_the_path(app: FastAPI) -> None:
 
     from ssmatch.http import _CODES, error_response
 
-    table: list[tuple[re.Pattern[str], set[str]]] = []
+    table: list[tuple[re.Pattern[str], set[str], bool]] = []
 
     def allowed(path: str) -> set[str]:
         if not table:
             for template, operations in app.openapi().get("paths", {}).items():
-                table.append((compile_path(template)[0], {m.upper() for m in operations}))
-        return set().union(*(methods for regex, methods in table if regex.match(path)))
+                table.append((compile_path(template)[0], {m.upper() for m in operations}, "{" not in template))
+        hits = [(methods, literal) for regex, methods, literal in table if regex.match(path)]
+        # a literal path (/v1/matches/decisions) is its own resource, not an id of /v1/matches/{match_id}
+        literal = [methods for methods, is_literal in hits if is_literal]
+        return set().union(*(literal or [methods for methods, _ in hits]))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -89,10 +134,28 @@ def _document_bearer_auth(app: FastAPI) -> None:
                 if path.startswith("/v1/"):
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
+                for method, operation in operations.items():
+                    # If-Match is required on PATCH (428 without it): say so, though the code reads it as optional
+                    for parameter in operation.get("parameters", []) if method == "patch" else []:
+                        if parameter.get("in") == "header" and parameter.get("name", "").lower() == "if-match":
+                            parameter["required"] = True
+                            parameter["schema"] = {"type": "string", "minLength": 1}
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _pydantic_errors_are_422(app: FastAPI) -> None:
+    """A model built inside a handler (e.g. the queue's filters) that refuses its input is a 422 too."""
+    from pydantic import ValidationError
+    from starlette.requests import Request
+
+    from ssmatch.http import error_response, validation_details
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        return error_response(422, "validation_failed", "the request is not valid", validation_details(list(exc.errors())))
 
 
 def create_app(settings: Settings | None = None, *, start_background: bool = True) -> FastAPI:
@@ -105,10 +168,13 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         relay_holder: dict[str, OutboxRelay] = {}
         store = CatalogStore(client, settings.catalog_db, on_outbox_write=lambda: relay_holder["relay"].wake())
         await store.init_indexes()
+        catalog = Catalog(store, MatchRepository(store))
+        await catalog.matches.init_indexes()
         relay = OutboxRelay(store.outbox, settings)
         relay_holder["relay"] = relay
         projection = match_projection(settings, store)
         app.state.store = store
+        app.state.catalog = catalog  # the service layer (services/catalog/service.py) for the API and /ui
         app.state.relay = relay
         app.state.projection = projection
         app.state.authority = TokenAuthority(store.db, settings.admin_token)
@@ -134,6 +200,8 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     # Per-token token bucket, in this process (see ratelimit.py for what that means with replicas).
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     install_error_handlers(app)
+    install_domain_errors(app)
+    _pydantic_errors_are_422(app)
     _allow_every_method_of_the_path(app)
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(_BodyLimits)

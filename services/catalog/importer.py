@@ -321,7 +321,7 @@ async def import_rows(
     request_hash: Callable[[Any], str],
 ) -> dict[str, Any]:
     """Validate (and unless dry_run, create) every row through CatalogStore.create_item."""
-    from ssmatch.http import ApiError
+    from services.catalog.domain.errors import DomainError
 
     rows, header_errors = validate_table(kind, table)
     errors: list[RowError] = list(header_errors)
@@ -339,7 +339,7 @@ async def import_rows(
             _, _, replayed = await store.create_item(
                 kind, caller, org, row.model, import_key(table.sha256, row.row), request_hash(row.model.model_dump(mode="json"))
             )
-        except ApiError as exc:
+        except DomainError as exc:
             failed += 1
             valid -= 1
             errors.append(RowError(row.row, None, exc.message))

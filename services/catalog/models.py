@@ -213,9 +213,21 @@ class OrganizationCreate(_Input):
     language: LanguageCode = "en"
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's `integer` includes 84.0 (a number with no fraction): accept it as 84, as the spec
+    says; refuse booleans, strings and real fractions."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a whole number of days")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number of days")
+        return int(value)
+    return value
+
+
 class TokenCreate(_Input):
     organization_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-    expires_in_days: Annotated[int, Strict(), Field(ge=1, le=3650)] | None = 365
+    expires_in_days: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=3650)] | None = 365
 
 
 class DecisionIn(_Input):
@@ -223,14 +235,123 @@ class DecisionIn(_Input):
     note: Annotated[Text, Field(max_length=2000)] | None = None
 
 
-LifecycleEvent = Literal["declined", "agreement_reached", "completed"]
+LifecycleEvent = Literal["interested", "not_interested", "agreement_reached", "in_progress", "completed", "declined"]
+Note = Annotated[Text, Field(max_length=2000)]
+
+
+class ResourcesMobilised(_Input):
+    amount: Annotated[float, Strict(), Field(ge=0, le=1e13)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class Outcome(_Input):
+    """What a completed partnership achieved (reported with `completed`)."""
+
+    results: Annotated[Text, Field(max_length=5000)] = ""
+    people_trained: Annotated[int, Strict(), Field(ge=0, le=100_000_000)] = 0
+    beneficiaries: Annotated[int, Strict(), Field(ge=0, le=10_000_000_000)] = 0
+    countries: Annotated[list[CountryCode], Field(max_length=250), AfterValidator(_unique)] = []
+    resources_mobilised: ResourcesMobilised | None = None
+    gender_responsive: Flag = False
 
 
 class LifecycleIn(_Input):
-    """What happened after an approved introduction (reported by a party, a broker or an admin)."""
+    """A step after an approved introduction (reported by a party, a broker or an admin).
+
+    `interested` / `not_interested` are a party's response: a party answers for its own side; a broker
+    or admin answering for a party names it in `party`. `outcome` goes with `completed` only."""
 
     event: LifecycleEvent
-    note: Annotated[Text, Field(max_length=2000)] | None = None
+    note: Note | None = None
+    party: Literal["need", "offer"] | None = None
+    outcome: Outcome | None = None
+
+    @model_validator(mode="after")
+    def _outcome_with_completed(self) -> LifecycleIn:
+        if self.outcome is not None and self.event != "completed":
+            raise ValueError("outcome goes with the completed event only")
+        return self
+
+
+MATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$"
+MatchId = Annotated[str, Field(min_length=3, max_length=130, pattern=MATCH_ID_PATTERN)]
+
+
+class BulkDecision(_Input):
+    match_id: MatchId
+    decision: Literal["approve", "reject"]
+    note: Note | None = None
+
+
+class BulkDecisionsIn(_Input):
+    """Up to 50 decisions; each is applied or refused on its own."""
+
+    decisions: Annotated[list[BulkDecision], Field(min_length=1, max_length=50)]
+
+
+def _printable(value: str | None) -> str | None:
+    """Search text may not carry control characters (a NUL byte cannot reach a regex)."""
+    if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("text may not contain control characters")
+    return value
+
+
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+class ItemListIn(_Input):
+    """Query of GET /v1/needs and /v1/offers (and the pages that list items)."""
+
+    sdg: Annotated[int, Field(ge=1, le=17)] | None = None
+    sector: Annotated[str, Field(max_length=40, pattern=r"^[a-z_]+$")] | None = None
+    modality: Annotated[str, Field(max_length=40, pattern=r"^[a-z_]+$")] | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    region: Annotated[str, Field(max_length=80)] | None = None
+    group: Literal["LDC", "LLDC", "SIDS"] | None = None
+    status: ItemStatus | None = None
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] | None = None
+    q: Annotated[str, Field(max_length=200), AfterValidator(_printable)] | None = None
+    organization_id: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    sort: Literal["recency", "relevance"] = "recency"
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, Field(max_length=100)] | None = None
+
+
+MatchStatusName = Literal["proposed", "approved", "rejected", "retracted"]
+Group = Literal["LDC", "LLDC", "SIDS"]
+
+
+class QueueFilters(_Input):
+    """Filters of the broker queue and of the reports (all optional; together they narrow).
+
+    `region` is the UN M49 region/sub-region of the need's country; `group` a UN group of either
+    party's country; `need_language`/`offer_language` a language each side works in (a language pair);
+    `min_age_days`/`max_age_days` bound how long ago the match was proposed."""
+
+    status: MatchStatusName | None = None
+    sdg: Annotated[int, Field(ge=1, le=17)] | None = None
+    sector: Annotated[str, Field(max_length=40, pattern=r"^[a-z_]+$")] | None = None
+    modality: Annotated[str, Field(max_length=40, pattern=r"^[a-z_]+$")] | None = None
+    region: Annotated[str, Field(max_length=80)] | None = None
+    group: Group | None = None
+    need_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] | None = None
+    offer_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] | None = None
+    min_score: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_score: Annotated[float, Field(ge=0, le=1)] | None = None
+    min_age_days: Annotated[float, Field(ge=0, le=36500)] | None = None
+    max_age_days: Annotated[float, Field(ge=0, le=36500)] | None = None
+
+    @model_validator(mode="after")
+    def _known_region(self) -> QueueFilters:
+        if self.region is not None and not reference.region_members(self.region):
+            raise ValueError(f"unknown region {self.region[:80]!r}: use a UN M49 region or sub-region name such as 'Africa' or 'Eastern Africa'")
+        return self
+
+
+class QueuePageIn(QueueFilters):
+    sort: Literal["score", "age"] = "score"
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    cursor: Annotated[str, Field(max_length=200)] | None = None
 
 
 # ---- response models ---------------------------------------------------------------------------
@@ -343,11 +464,34 @@ class MatchOut(_Output):
     score: float = Field(ge=0, le=1)
     explanation: dict[str, Any]
     status: Literal["proposed", "approved", "rejected", "retracted"]
-    lifecycle: LifecycleEvent | None = None
+    lifecycle: LifecycleEvent | None = Field(None, description="the last step after approval (null right after it)")
+    claimed_by: str | None = Field(None, description="the broker organization reviewing it now (null when free)")
+    claimed_until: datetime | None = None
+    responses: dict[str, Any] | None = Field(None, description="`need` / `offer`: {response, note, by, at}")
+    outcome: dict[str, Any] | None = None
+    lifecycle_history: list[dict[str, Any]] | None = Field(None, description="every step: {event, party, note, by, at}")
 
 
 class MatchPage(_Output):
     items: list[MatchOut]
+    next_cursor: str | None = None
+
+
+class ClaimOut(_Output):
+    match_id: str
+    claimed_by: str | None
+    claimed_until: datetime | None
+
+
+class BulkDecisionResult(_Output):
+    match_id: str
+    status: str | None = Field(description="the match's status after this call (null when unknown)")
+    http_status: int = Field(description="what the single-match call would have answered (200, 403, 404, 409)")
+    error: ErrorInfo | None = Field(description="null when applied")
+
+
+class BulkDecisionsOut(_Output):
+    results: list[BulkDecisionResult]
 
 
 class TaxonomyPage(_Output):
@@ -369,3 +513,26 @@ class ImportResult(_Output):
     valid: int = Field(description="rows that passed validation")
     failed: int
     errors: list[ImportError_]
+
+
+class ReportCounts(_Output):
+    needs: int
+    offers: int
+    matches: int
+    partnerships: int
+
+
+class ReportSummary(_Output):
+    """GET /v1/reports/summary; every key always present (see services/catalog/domain/reports.py)."""
+
+    filters: dict[str, Any]
+    generated_at: datetime
+    totals: ReportCounts
+    by_sdg: list[dict[str, Any]] = Field(description="[{sdg, needs, offers, matches, partnerships}] for SDG 1..17")
+    by_region: list[dict[str, Any]] = Field(description="[{region, needs, offers, matches, partnerships}] per UN M49 region")
+    by_sector: list[dict[str, Any]] = Field(description="[{sector, needs, offers, matches, partnerships}] per sector code")
+    funnel: dict[str, int] = Field(description="{posted, matched, approved, agreement, completed}: needs at each step")
+    shares: dict[str, Any] = Field(description="{base, count, LDC, LLDC, SIDS, gender_responsive}: shares of the matches, 0..1 or null")
+    median_days: dict[str, float | None] = Field(description="{posting_to_first_match, posting_to_introduction}")
+    outcomes: dict[str, Any] = Field(description="completed partnerships' outcomes summed")
+    time_series: list[dict[str, Any]] = Field(description="[{month, needs, offers, matches, approved, partnerships, completed}], oldest first")

@@ -17,20 +17,20 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
-from services.catalog.models import DecisionIn, LifecycleIn, ItemFields, NeedCreate, OfferCreate, OrganizationCreate
+from services.catalog.domain import items as item_rules
+from services.catalog.domain.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from services.catalog.domain.items import etag_for, parse_if_match  # noqa: F401 - re-exported for older imports
+from services.catalog.models import ItemFields, NeedCreate, OfferCreate, OrganizationCreate
 from ssmatch import reference
 from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
 from ssmatch.events import (
     Envelope,
     ItemPayload,
     ItemWithdrawnPayload,
-    MatchDecidedPayload,
-    MatchLifecyclePayload,
     MatchProposedPayload,
     MatchRetractedPayload,
     make_event,
 )
-from ssmatch.http import ApiError
 from ssmatch.mongo import in_transaction
 from ssmatch.text import fold, guess_script_language
 
@@ -48,20 +48,6 @@ def new_id() -> str:
     return str(ObjectId())
 
 
-def etag_for(revision: int) -> str:
-    return f'"{revision}"'
-
-
-def parse_if_match(header: str | None) -> int | None:
-    if header is None:
-        return None
-    value = header.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    value = value.strip('"')
-    return int(value) if value.isdigit() else -1
-
-
 def encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
@@ -70,9 +56,9 @@ def decode_cursor(cursor: str) -> str:
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except Exception as exc:
-        raise ApiError(422, "cursor is not valid", details=[{"path": "$.cursor", "message": "malformed"}]) from exc
+        raise Invalid("cursor is not valid", details=[{"path": "$.cursor", "in": "query", "message": "malformed"}]) from exc
     if not re.fullmatch(r"[0-9a-f]{24}", value):
-        raise ApiError(422, "cursor is not valid", details=[{"path": "$.cursor", "message": "malformed"}])
+        raise Invalid("cursor is not valid", details=[{"path": "$.cursor", "in": "query", "message": "malformed"}])
     return value
 
 
@@ -109,9 +95,9 @@ def decode_offset_cursor(cursor: str) -> int:
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except Exception as exc:
-        raise ApiError(422, "cursor is not valid", details=[{"path": "$.cursor", "message": "malformed"}]) from exc
+        raise Invalid("cursor is not valid", details=[{"path": "$.cursor", "in": "query", "message": "malformed"}]) from exc
     if not re.fullmatch(r"o[0-9]{1,6}", value):
-        raise ApiError(422, "cursor is not valid", details=[{"path": "$.cursor", "message": "not a cursor of a relevance-sorted list"}])
+        raise Invalid("cursor is not valid", details=[{"path": "$.cursor", "in": "query", "message": "not a cursor of a relevance-sorted list"}])
     return int(value[1:])
 
 
@@ -306,11 +292,7 @@ class CatalogStore:
     @staticmethod
     def _replay(prior: dict[str, Any], request_hash: str) -> tuple[int, dict[str, Any]]:
         if prior["request_hash"] != request_hash:
-            raise ApiError(
-                409,
-                "this Idempotency-Key was already used with a different request body",
-                code="idempotency_key_reused",
-            )
+            raise Conflict("this Idempotency-Key was already used with a different request body", code="idempotency_key_reused")
         return prior["status"], prior["body"]
 
     async def get_item(self, kind: str, item_id: str) -> dict[str, Any] | None:
@@ -329,6 +311,12 @@ class CatalogStore:
             allowed = sorted(filters["country_in"])
             query["country"] = allowed[0] if len(allowed) == 1 else {"$in": allowed}
         query["status"] = filters["status"] if filters.get("status") else {"$ne": "withdrawn"}
+        scope = filters.get("scope")
+        if scope:
+            # the caller's visibility (domain.items.list_scope) overrides the asked status/organization
+            if "organization_id" in scope and query.get("organization_id") not in (None, scope["organization_id"]):
+                scope = {**scope, "organization_id": {"$in": []}}
+            query.update(scope)
         terms = self._terms(filters.get("q"))
         if terms:
             # One condition on search_text, after the equality filters: SecantusDB evaluates an explicit
@@ -377,21 +365,15 @@ class CatalogStore:
     ) -> dict[str, Any]:
         current = await self.get_item(kind, item_id)
         if current is None:
-            raise ApiError(404, f"{kind} {item_id} not found")
-        self.check_owner(kind, current, principal)
-        if current["status"] == "withdrawn":
-            raise ApiError(409, f"{kind} {item_id} was withdrawn and can no longer change", code="withdrawn")
-        if expected_revision != current["revision"]:
-            raise ApiError(
-                412,
-                f"{kind} {item_id} changed since you read it (now at {etag_for(current['revision'])}); read it again",
-                details={"current_etag": etag_for(current["revision"])},
-            )
+            raise NotFound(f"{kind} {item_id} not found")
+        item_rules.check_owner(kind, current, principal)
+        item_rules.check_editable(kind, current)
+        item_rules.check_revision(kind, current, expected_revision)
         model = ITEM_CREATE_MODEL[kind]
         unknown = sorted(set(patch) - set(model.model_fields))
         if unknown:
-            raise ApiError(
-                422, "the request is not valid",
+            raise Invalid(
+                "the request is not valid",
                 details=[{"path": f"$.{k}", "in": "body", "message": "unknown or read-only field", "type": "extra_forbidden"} for k in unknown],
             )
         editable = {k: current[k] for k in model.model_fields if k in current}
@@ -413,15 +395,15 @@ class CatalogStore:
 
         saved = await in_transaction(self.client, work)
         if saved is None:
-            raise ApiError(412, f"{kind} {item_id} changed while you were editing it; read it again")
+            raise PreconditionFailed(f"{kind} {item_id} changed while you were editing it; read it again")
         self._on_outbox_write()
         return saved
 
     async def withdraw_item(self, kind: str, item_id: str, principal: Principal) -> dict[str, Any]:
         current = await self.get_item(kind, item_id)
         if current is None:
-            raise ApiError(404, f"{kind} {item_id} not found")
-        self.check_owner(kind, current, principal)
+            raise NotFound(f"{kind} {item_id} not found")
+        item_rules.check_owner(kind, current, principal)
         if current["status"] == "withdrawn":
             return current
         ts = now()
@@ -446,10 +428,7 @@ class CatalogStore:
 
     @staticmethod
     def check_owner(kind: str, doc: dict[str, Any], principal: Principal) -> None:
-        if principal.is_admin:
-            return
-        if doc["organization_id"] != principal.organization_id:
-            raise ApiError(403, f"only the organization that owns this {kind} (or an admin) may change it")
+        item_rules.check_owner(kind, doc, principal)
 
     async def republish_open_items(self) -> int:
         """Queue the current state of every open/draft need and offer again (replay after broker loss)."""
@@ -508,98 +487,6 @@ class CatalogStore:
 
     async def list_matches(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         return await self.matches.find(query).sort([("score", DESCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
-
-    async def decide(self, match_id: str, principal: Principal, body: DecisionIn) -> dict[str, Any]:
-        current = await self.get_match(match_id)
-        if current is None:
-            raise ApiError(404, f"match {match_id} not found")
-        if current["status"] != "proposed":
-            raise ApiError(
-                409,
-                f"match {match_id} is {current['status']}; only proposed matches can be decided",
-                code="already_decided" if current["status"] in ("approved", "rejected") else "not_proposed",
-                details={"status": current["status"]},
-            )
-        status = "approved" if body.decision == "approve" else "rejected"
-        ts = now()
-        decided_by = principal.organization_id or "admin"
-
-        async def work(session: AsyncClientSession) -> dict[str, Any] | None:
-            saved = await self.matches.find_one_and_update(
-                {"_id": match_id, "status": "proposed"},
-                {"$set": {"status": status, "decision_note": body.note, "decided_at": ts, "decided_by": decided_by}},
-                session=session,
-                return_document=ReturnDocument.AFTER,
-            )
-            if saved is None:
-                return None
-            payload = MatchDecidedPayload(
-                match_id=match_id,
-                need_id=saved["need_id"],
-                offer_id=saved["offer_id"],
-                decision=body.decision,
-                note=body.note,
-                decided_by=decided_by,
-                need_organization_id=saved["need_organization_id"],
-                offer_organization_id=saved["offer_organization_id"],
-                need_title=saved.get("need_title"),
-                offer_title=saved.get("offer_title"),
-                score=saved["score"],
-                explanation=saved.get("explanation") or {},
-            )
-            await self._emit(session, make_event("match.decided", "match", match_id, payload, producer=PRODUCER))
-            await self._audit(session, principal, f"match.{body.decision}", "match", match_id, {"status": status, "note": body.note})
-            return saved
-
-        saved = await in_transaction(self.client, work)
-        if saved is None:
-            raise ApiError(409, f"match {match_id} was decided by someone else just now", code="already_decided")
-        self._on_outbox_write()
-        return saved
-
-
-# After approval: approved → declined | agreement_reached; agreement_reached → completed.
-LIFECYCLE_NEXT: dict[str | None, set[str]] = {None: {"declined", "agreement_reached"}, "agreement_reached": {"completed"}}
-
-
-async def record_lifecycle(store: CatalogStore, match_id: str, principal: Principal, body: LifecycleIn) -> dict[str, Any]:
-    """Record a lifecycle step of an approved match and queue `match.lifecycle` in one transaction."""
-    current = await store.get_match(match_id)
-    if current is None:
-        raise ApiError(404, f"match {match_id} not found")
-    if current["status"] != "approved":
-        raise ApiError(409, f"match {match_id} is {current['status']}; only approved introductions move on", code="not_approved")
-    state = current.get("lifecycle")
-    if body.event not in LIFECYCLE_NEXT.get(state, set()):
-        raise ApiError(409, f"match {match_id} is at {state or 'approved'}; {body.event} cannot follow", code="invalid_transition",
-                       details={"lifecycle": state, "allowed": sorted(LIFECYCLE_NEXT.get(state, set()))})
-    reporter = principal.organization_id or "admin"
-    ts = now()
-
-    async def work(session: AsyncClientSession) -> dict[str, Any] | None:
-        saved = await store.matches.find_one_and_update(
-            {"_id": match_id, "status": "approved", "lifecycle": state},
-            {"$set": {"lifecycle": body.event, "lifecycle_at": ts},
-             "$push": {"lifecycle_history": {"event": body.event, "note": body.note, "by": reporter, "at": ts}}},
-            session=session,
-            return_document=ReturnDocument.AFTER,
-        )
-        if saved is None:
-            return None
-        payload = MatchLifecyclePayload(
-            match_id=match_id, need_id=saved["need_id"], offer_id=saved["offer_id"], event=body.event, note=body.note,
-            reported_by=reporter, need_organization_id=saved["need_organization_id"],
-            offer_organization_id=saved["offer_organization_id"], need_title=saved.get("need_title"), offer_title=saved.get("offer_title"),
-        )
-        await store._emit(session, make_event("match.lifecycle", "match", match_id, payload, producer=PRODUCER))  # noqa: SLF001
-        await store._audit(session, principal, f"match.{body.event}", "match", match_id, {"lifecycle": body.event, "note": body.note})  # noqa: SLF001
-        return saved
-
-    saved = await in_transaction(store.client, work)
-    if saved is None:
-        raise ApiError(409, f"match {match_id} changed just now; read it again", code="invalid_transition")
-    store._on_outbox_write()  # noqa: SLF001
-    return saved
 
 
 def _to_bson(value: Any) -> Any:

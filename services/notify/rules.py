@@ -10,6 +10,10 @@ from pydantic import BaseModel
 from ssmatch.events import Envelope, MatchDecidedPayload, MatchLifecyclePayload, MatchProposedPayload
 
 
+#: lifecycle steps notify has messages for (services/notify/templates.py LIFECYCLE_EVENTS)
+ANNOUNCED_LIFECYCLE = frozenset({"declined", "agreement_reached", "completed"})
+
+
 @dataclass(frozen=True)
 class Alert:
     organization_id: str
@@ -34,6 +38,8 @@ def alerts_for(envelope: Envelope, payload: BaseModel, broker_org_ids: list[str]
         recipients = dict.fromkeys([payload.need_organization_id, payload.offer_organization_id])
         return [Alert(org, kind, payload.match_id, f"match_decided:{payload.match_id}", data) for org in recipients]
     if isinstance(payload, MatchLifecyclePayload):
+        if payload.event not in ANNOUNCED_LIFECYCLE:
+            return []  # the catalog's newer steps (responses, in_progress) have no message template yet
         # the side that did not report it hears of it, and the brokers who made the introduction
         data = payload.model_dump(exclude={"match_id"})
         parties = [o for o in (payload.need_organization_id, payload.offer_organization_id) if o != payload.reported_by]

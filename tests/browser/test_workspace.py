@@ -123,7 +123,13 @@ def test_broker_filters_opens_approves_and_both_parties_respond(workspace: Works
         assert not axe_violations(party)
         party.click(f"#inbox a[href='/ui/matches/{ids[0]}']")
         assert "Good fit" in party.locator("#after").inner_text()
-    # the provider records the next step; the office sees it
+        party.check("#lifecycle input[value=interested]")  # each party responds
+        party.fill("#lc-note", "Yes, let us talk")
+        party.click("#lifecycle button[type=submit]")
+        assert party.locator(".ok").is_visible()
+    history = match_status(workspace, ids[0])["lifecycle_history"]
+    assert [(h["event"], h.get("party")) for h in history] == [("interested", "need"), ("interested", "offer")]
+    # the provider records the next step
     party.check("#lifecycle input[value=agreement_reached]")
     party.fill("#lc-note", "MoU signed")
     party.click("#lifecycle button[type=submit]")

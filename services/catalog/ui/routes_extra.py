@@ -66,7 +66,7 @@ async def mark_read(request: Request, notification_id: str) -> Response:
 async def dashboard(request: Request) -> Response:
     try:
         page = await signed_in(request, "broker", "admin")
-        summary = await usecases.reports_summary(page.store, page.caller)  # type: ignore[arg-type]
+        summary = await usecases.reports_summary(page.catalog, page.caller)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?next=/ui/dashboard")
     except ApiError as exc:
@@ -80,7 +80,7 @@ async def dashboard_csv(request: Request, chart: str) -> Response:
         return error_page(await page_of(request), ApiError(404, "no such chart"))
     try:
         page = await signed_in(request, "broker", "admin")
-        summary = await usecases.reports_summary(page.store, page.caller)  # type: ignore[arg-type]
+        summary = await usecases.reports_summary(page.catalog, page.caller)  # type: ignore[arg-type]
     except SignInRequired:
         return Response(status_code=401)
     except ApiError as exc:
@@ -121,9 +121,9 @@ async def import_file(request: Request) -> Response:
             table = importer.read_table(data, getattr(upload, "filename", "") or "")
         except importer.ImportFileError as exc:
             raise ApiError(exc.status, str(exc)) from exc
-        org = await usecases.org_of(page.store, page.caller)  # type: ignore[arg-type]
-        result = await importer.import_rows(page.store, page.caller, org, kind, table, dry_run=form.get("dry_run") == "yes",
-                                            request_hash=usecases._hash)  # noqa: SLF001
+        org = await usecases.org_of(page.catalog, page.caller)  # type: ignore[arg-type]
+        result = await importer.import_rows(page.catalog.store, page.caller, org, kind, table, dry_run=form.get("dry_run") == "yes",
+                                            request_hash=usecases.request_hash)
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:

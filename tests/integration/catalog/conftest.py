@@ -64,3 +64,25 @@ OFFER: dict[str, Any] = {
     "languages": ["en", "fr", "pt"],
     "delivery_countries": ["SEN", "MLI"],
 }
+
+
+async def propose(api: Api, need: dict[str, Any], offer: dict[str, Any], score: float = 0.8, at: Any = None) -> str:
+    """A match proposal as the matcher's event would project it (through the projection's own method)."""
+    from datetime import UTC, datetime
+
+    from ssmatch.events import MatchProposedPayload
+
+    payload = MatchProposedPayload(
+        match_id=f"{need['id']}.{offer['id']}", need_id=need["id"], offer_id=offer["id"],
+        need_organization_id=need["organization_id"], offer_organization_id=offer["organization_id"],
+        need_title=need["title"], offer_title=offer["title"], score=score,
+        explanation={"components": {"text": score}}, rules_version="1", need_revision=need["revision"], offer_revision=offer["revision"],
+    )
+    assert await api.app.state.store.apply_match_proposed(payload, at or datetime.now(UTC))
+    return payload.match_id
+
+
+async def post(api: Api, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    r = await api.client.post(path, json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())

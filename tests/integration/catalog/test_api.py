@@ -215,7 +215,7 @@ async def test_decisions_need_a_broker_and_an_existing_match(api: Api) -> None:
     assert (await api.client.post("/v1/matches/a.b/decision", json={"decision": "approve"}, headers=broker)).status_code == 404
     bad = await api.client.post("/v1/matches/a.b/decision", json={"decision": "maybe"}, headers=broker)
     assert bad.status_code == 422
-    assert (await api.client.get("/v1/matches", params={"status": "proposed"}, headers=broker)).json() == {"items": []}
+    assert (await api.client.get("/v1/matches", params={"status": "proposed"}, headers=broker)).json() == {"items": [], "next_cursor": None}
 
 
 async def test_errors_are_json_with_a_code_even_for_unknown_routes(api: Api) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from services.catalog import service
 from services.catalog.models import DecisionIn
 from ssmatch.auth import Principal
 from typing import Any
@@ -134,8 +135,43 @@ async def fresh_decision(w: World) -> Request:
 
 async def fresh_lifecycle(w: World) -> Request:
     match_id = await w.new_match()
-    await w.api.app.state.store.decide(match_id, Principal(role="broker", organization_id=w.orgs["broker"]), DecisionIn(decision="approve"))
+    await service.decide(w.api.app.state.catalog, Principal(role="broker", organization_id=w.orgs["broker"]), match_id, DecisionIn(decision="approve"))
     return "POST", f"/v1/matches/{match_id}/lifecycle", {"json": {"event": "agreement_reached", "note": "MoU"}}
+
+
+async def fresh_claim(w: World) -> Request:
+    return "POST", f"/v1/matches/{await w.new_match()}/claim", {}
+
+
+async def fresh_release(w: World) -> Request:
+    match_id = await w.new_match()
+    assert (await w.api.client.post(f"/v1/matches/{match_id}/claim", headers=w.headers["broker"])).status_code == 200
+    return "DELETE", f"/v1/matches/{match_id}/claim", {}
+
+
+async def fresh_bulk(w: World) -> Request:
+    return "POST", "/v1/matches/decisions", {"json": {"decisions": [{"match_id": await w.new_match(), "decision": "reject"}]}}
+
+
+async def fresh_response(w: World) -> Request:
+    match_id = await w.new_match()
+    await service.decide(w.api.app.state.catalog, Principal(role="broker", organization_id=w.orgs["broker"]), match_id, DecisionIn(decision="approve"))
+    return "POST", f"/v1/matches/{match_id}/lifecycle", {"json": {"event": "not_interested", "note": "no", "party": "need"}}
+
+
+async def contact_after_approval(w: World) -> Request:
+    """seeker_a's contact once provider_a has an approved match with it (its counterpart)."""
+    if not w.extra.get("approved"):
+        await service.decide(w.api.app.state.catalog, Principal(role="broker", organization_id=w.orgs["broker"]), await w.new_match(), DecisionIn(decision="approve"))
+        w.extra["approved"] = True
+    return "GET", f"/v1/organizations/{w.orgs['seeker_a']}", {}
+
+
+async def draft_need(w: World) -> Request:
+    if "draft" not in w.extra:
+        r = await w.api.client.post("/v1/needs", json={**NEED, "status": "draft"}, headers=w.headers["seeker_a"])
+        w.extra["draft"] = r.json()["id"]
+    return "GET", f"/v1/needs/{w.extra['draft']}", {}
 
 
 async def issue_token(w: World) -> Request:
@@ -161,12 +197,17 @@ OWNER_NEED = {"seeker_a": 200, "admin": 200}
 OWNER_OFFER = {"provider_a": 200, "admin": 200}
 STAFF = {"admin": 200, "broker": 200}
 
-MATRIX: list[tuple[str, Setup, dict[str, int]]] = [
+#: who sees seeker_a's `contact` (not null), before and after provider_a's match with it is approved
+CONTACT_SEEN = {"contact": {"admin", "broker", "seeker_a"}, "contact_after_approval": {"admin", "broker", "seeker_a", "provider_a"}}
+
+MATRIX: list[tuple[str, Setup, dict[str, int] | str]] = [
     ("create organization", fixed("POST", "/v1/organizations", json={"name": "New org", "type": "broker", "country": "KEN"}), expect({"admin": 201})),
     ("create organization, invalid body", fixed("POST", "/v1/organizations", json={"name": "x"}), expect({"admin": 422})),
     ("create organization, malformed JSON", fixed("POST", "/v1/organizations", content=b"{oops", headers={"content-type": "application/json"}), expect({"admin": 422})),
     ("list organizations", fixed("GET", "/v1/organizations"), expect(STAFF)),
     ("get organization", fixed("GET", "/v1/organizations/{seeker_a}"), everyone()),
+    ("an organization's contact", fixed("GET", "/v1/organizations/{seeker_a}"), "contact"),
+    ("a counterpart's contact after approval", contact_after_approval, "contact_after_approval"),
     ("get unknown organization", fixed("GET", "/v1/organizations/nope"), everyone(404)),
     ("issue token", issue_token, expect({"admin": 201})),
     ("issue token for unknown org", fixed("POST", "/v1/tokens", json={"organization_id": "nope"}), expect({"admin": 404})),
@@ -178,6 +219,8 @@ MATRIX: list[tuple[str, Setup, dict[str, int]]] = [
     ("get need", fixed("GET", "/v1/needs/{need}"), everyone()),
     ("get offer", fixed("GET", "/v1/offers/{offer}"), everyone()),
     ("get unknown need", fixed("GET", "/v1/needs/n0000"), everyone(404)),
+    ("get another organization's draft", draft_need, expect({**STAFF, "seeker_a": 200}, default=404)),
+    ("list drafts", fixed("GET", "/v1/needs?status=draft"), everyone()),
     ("get need as offer", fixed("GET", "/v1/offers/{need}"), everyone(404)),
     ("list needs", fixed("GET", "/v1/needs?region=Africa&group=LDC&sort=relevance&q=ecole"), everyone()),
     ("list offers", fixed("GET", "/v1/offers?sdg=2"), everyone()),
@@ -200,6 +243,11 @@ MATRIX: list[tuple[str, Setup, dict[str, int]]] = [
     ("report a lifecycle step", fresh_lifecycle, expect({**STAFF, "seeker_a": 200, "provider_a": 200})),
     ("lifecycle of an unknown match", fixed("POST", "/v1/matches/a.b/lifecycle", json={"event": "declined"}), everyone(404)),
     ("decide unknown match", fixed("POST", "/v1/matches/a.b/decision", json={"decision": "approve"}), expect({"admin": 404, "broker": 404})),
+    ("claim a match", fresh_claim, expect(STAFF)),
+    ("release a claim", fresh_release, expect({"admin": 200, "broker": 200})),
+    ("bulk decisions", fresh_bulk, expect(STAFF)),
+    ("respond to an introduction", fresh_response, expect({"seeker_a": 200, "admin": 200, "broker": 200, "provider_a": 403})),
+    ("reports summary", fixed("GET", "/v1/reports/summary?group=LDC"), expect(STAFF)),
     ("taxonomy sectors", fixed("GET", "/v1/taxonomy/sectors"), everyone()),
     ("taxonomy modalities", fixed("GET", "/v1/taxonomy/modalities"), everyone()),
     ("taxonomy sdgs", fixed("GET", "/v1/taxonomy/sdgs"), everyone()),
@@ -210,8 +258,13 @@ MATRIX: list[tuple[str, Setup, dict[str, int]]] = [
 
 
 @pytest.mark.parametrize("name,setup,expected", MATRIX, ids=[m[0] for m in MATRIX])
-async def test_authorization_matrix(api: Api, name: str, setup: Setup, expected: dict[str, int]) -> None:
+async def test_authorization_matrix(api: Api, name: str, setup: Setup, expected: dict[str, int] | str) -> None:
     world = await make_world(api)
+    contact_rule = expected if isinstance(expected, str) else None
+    if contact_rule:
+        await api.app.state.store.orgs.update_one({"_id": world.orgs["seeker_a"]}, {"$set": {"contact": {"name": "A", "email": "a@example.org"}}})
+        api.app.state.store._org_cache.clear()  # noqa: SLF001 - the contact was set behind the API's back
+        expected = everyone()
     wrong = []
     for caller in CALLERS:
         method, url, kw = await setup(world)
@@ -220,6 +273,8 @@ async def test_authorization_matrix(api: Api, name: str, setup: Setup, expected:
         r = await api.client.request(method, url, headers=headers, **kw)
         if r.status_code != expected[caller]:
             wrong.append(f"{caller}: got {r.status_code}, want {expected[caller]} ({r.text[:160]})")
+        elif contact_rule and r.status_code == 200 and (r.json()["contact"] is not None) != (caller in CONTACT_SEEN[contact_rule]):
+            wrong.append(f"{caller}: contact {'shown' if r.json()['contact'] else 'hidden'}, want the opposite")
         elif r.status_code >= 400:
             body = r.json()
             assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"]), body

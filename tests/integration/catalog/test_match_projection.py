@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.catalog import service
 from services.catalog.models import DecisionIn
 from ssmatch.auth import Principal
 from ssmatch.events import MatchProposedPayload, MatchRetractedPayload
@@ -28,12 +29,12 @@ async def test_late_proposal_never_overwrites_a_decision(api: Any) -> None:
     assert await store.apply_match_proposed(proposal(0.7), t0 + timedelta(seconds=1))
     assert not await store.apply_match_proposed(proposal(0.1), t0)  # older event arriving late
     assert (await store.get_match("n1.f1"))["score"] == 0.7
-    decided = await store.decide("n1.f1", Principal(role="broker", organization_id="b1"), DecisionIn(decision="approve"))
-    assert decided["status"] == "approved"
+    decided = await service.decide(api.app.state.catalog, Principal(role="broker", organization_id="b1"), "n1.f1", DecisionIn(decision="reject"))
+    assert decided["status"] == "rejected"
     assert not await store.apply_match_proposed(proposal(0.9), t0 + timedelta(seconds=5))
     assert not await store.apply_match_retracted(MatchRetractedPayload(match_id="n1.f1", need_id="n1", offer_id="f1", reason="x"), t0 + timedelta(seconds=6))
     doc = await store.get_match("n1.f1")
-    assert doc["status"] == "approved" and doc["score"] == 0.7
+    assert doc["status"] == "rejected" and doc["score"] == 0.7
     event = await store.outbox.find_one({"key": "n1.f1"})
     assert event["event"]["type"] == "match.decided" and event["event"]["payload"]["decided_by"] == "b1"
 

@@ -1,0 +1,276 @@
+"""MongoDB side of the broker's work on matches: the queue, claims, decisions, lifecycle steps, reports.
+
+The rules (who may, what may follow what) are checked by the service with `domain.matches` before
+these writes; each write is still conditional on the state it was checked against, so two brokers
+racing get one success and one Conflict, never a lost update. Every change commits with its outbox
+event and audit entry in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from services.catalog.domain.errors import Conflict
+from services.catalog.domain.queue import decode_cursor, encode_cursor, match_facets
+from services.catalog.models import QueueFilters
+from services.catalog.store import PRODUCER, CatalogStore
+from ssmatch import reference
+from ssmatch.auth import Principal
+from ssmatch.events import MatchDecidedPayload, MatchLifecyclePayload, make_event
+from ssmatch.mongo import in_transaction
+
+FACET_FIELDS = {"sdgs": 1, "sectors": 1, "modalities": 1, "languages": 1, "country": 1, "created_at": 1, "gender_responsive": 1}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MatchRepository:
+    """Match documents of the catalog (the projection writes proposals; this writes everything brokers
+    and parties do with them)."""
+
+    def __init__(self, store: CatalogStore) -> None:
+        self.store = store
+        self.matches = store.matches
+
+    async def init_indexes(self) -> None:
+        """One index per queue filter, each ending in the sort key, so a filtered page is an index range."""
+        m = self.matches
+        await m.create_index([("status", ASCENDING), ("score", DESCENDING), ("_id", ASCENDING)])
+        await m.create_index([("status", ASCENDING), ("proposed_at", ASCENDING), ("_id", ASCENDING)])
+        for facet in ("sdgs", "sectors", "modalities", "regions", "groups", "need_languages"):
+            await m.create_index([("status", ASCENDING), (facet, ASCENDING), ("score", DESCENDING), ("_id", ASCENDING)])
+        await m.create_index([("score", DESCENDING), ("_id", ASCENDING)])
+        await m.create_index([("facets_v", ASCENDING)])
+        await m.create_index([("need_organization_id", ASCENDING), ("status", ASCENDING)])
+        await m.create_index([("offer_organization_id", ASCENDING), ("status", ASCENDING)])
+
+    # ---- facets ------------------------------------------------------------------------------------
+    async def enrich_pending(self, batch: int = 500) -> int:
+        """Copy need/offer facets onto matches that have none yet (new proposals, or items edited since)."""
+        total = 0
+        while True:
+            docs = await self.matches.find({"facets_v": None}, {"need_id": 1, "offer_id": 1}).limit(batch).to_list(batch)
+            if not docs:
+                return total
+            need_ids = list({d["need_id"] for d in docs})
+            offer_ids = list({d["offer_id"] for d in docs})
+            needs = {n["_id"]: n for n in await self.store.items["need"].find({"_id": {"$in": need_ids}}, FACET_FIELDS).to_list(None)}
+            offers = {o["_id"]: o for o in await self.store.items["offer"].find({"_id": {"$in": offer_ids}}, FACET_FIELDS).to_list(None)}
+            ops = [UpdateOne({"_id": d["_id"]}, {"$set": match_facets(needs.get(d["need_id"]), offers.get(d["offer_id"]))}) for d in docs]
+            await self.matches.bulk_write(ops, ordered=False)
+            total += len(docs)
+            if len(docs) < batch:
+                return total
+
+    async def forget_facets(self, kind: str, item_id: str) -> None:
+        """An edited item's matches get their facets copied again on the next read."""
+        await self.matches.update_many({f"{kind}_id": item_id}, {"$set": {"facets_v": None}})
+
+    # ---- reads -------------------------------------------------------------------------------------
+    async def get(self, match_id: str) -> dict[str, Any] | None:
+        return await self.matches.find_one({"_id": match_id})
+
+    @staticmethod
+    def filter_query(f: QueueFilters, at: datetime) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if f.status:
+            query["status"] = f.status
+        for field, value in (("sdgs", f.sdg), ("sectors", f.sector), ("modalities", f.modality), ("groups", f.group),
+                             ("need_languages", f.need_language), ("offer_languages", f.offer_language)):
+            if value is not None:
+                query[field] = value
+        if f.region:
+            query["regions"] = f.region.lower()
+        score: dict[str, float] = {}
+        if f.min_score is not None:
+            score["$gte"] = f.min_score
+        if f.max_score is not None:
+            score["$lte"] = f.max_score
+        if score:
+            query["score"] = score
+        age: dict[str, datetime] = {}
+        if f.min_age_days is not None:
+            age["$lte"] = at - timedelta(days=f.min_age_days)
+        if f.max_age_days is not None:
+            age["$gte"] = at - timedelta(days=f.max_age_days)
+        if age:
+            query["proposed_at"] = age
+        return query
+
+    async def page(self, f: QueueFilters, sort: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the queue, keyset-paged: `score` = best first (ties by id), `age` = oldest proposal first.
+
+        After a cursor the page is two index ranges: the rest of the cursor's tie (same key, later id),
+        then strictly worse keys. No offsets, no $or: each page costs the same however deep it is."""
+        await self.enrich_pending()
+        base = self.filter_query(f, now())
+        key, direction = ("score", DESCENDING) if sort == "score" else ("proposed_at", ASCENDING)
+        order = [(key, direction), ("_id", ASCENDING)]
+        want = limit + 1
+        docs: list[dict[str, Any]] = []
+        if cursor:
+            last_key, last_id = decode_cursor(cursor, sort)
+            tie = {**base, "_id": {"$gt": last_id}}
+            tie[key] = self._and_range(base.get(key), {"$eq": last_key})
+            docs = await self.matches.find(tie).sort(order).limit(want).to_list(want)
+            if len(docs) < want:
+                rest = dict(base)
+                rest[key] = self._and_range(base.get(key), {"$lt" if direction == DESCENDING else "$gt": last_key})
+                docs += await self.matches.find(rest).sort(order).limit(want - len(docs)).to_list(want - len(docs))
+        else:
+            docs = await self.matches.find(base).sort(order).limit(want).to_list(want)
+        next_cursor = None
+        if len(docs) > limit:
+            last = docs[limit - 1]
+            next_cursor = encode_cursor(sort, last.get(key), last["_id"])
+        return docs[:limit], next_cursor
+
+    @staticmethod
+    def _and_range(existing: Any, extra: dict[str, Any]) -> Any:
+        if existing is None:
+            return extra["$eq"] if "$eq" in extra else extra
+        return _tighter(existing, extra)
+
+    async def list_by_item(self, kind: str, item_id: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {f"{kind}_id": item_id, "status": status if status else {"$ne": "retracted"}}
+        return await self.matches.find(query).sort([("score", DESCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
+
+    async def approved_between(self, org_a: str, org_b: str) -> bool:
+        """Is there an approved match with `org_a` on one side and `org_b` on the other?"""
+        for need_org, offer_org in ((org_a, org_b), (org_b, org_a)):
+            if await self.matches.find_one({"need_organization_id": need_org, "offer_organization_id": offer_org, "status": "approved"}, {"_id": 1}):
+                return True
+        return False
+
+    async def report_rows(self, f: QueueFilters) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Needs, offers and matches in the filters' scope, with only the fields the summary reads."""
+        await self.enrich_pending()
+        fields = {"sdgs": 1, "sectors": 1, "country": 1, "status": 1, "created_at": 1}
+        item_rows = []
+        for kind, language in (("need", f.need_language), ("offer", f.offer_language)):
+            query: dict[str, Any] = {"status": {"$nin": ["draft", "withdrawn"]}}
+            for field, value in (("sdgs", f.sdg), ("sectors", f.sector), ("modalities", f.modality), ("languages", language)):
+                if value is not None:
+                    query[field] = value
+            allowed: set[str] | None = None
+            if f.region:
+                allowed = reference.region_members(f.region)
+            if f.group:
+                members = reference.region_members(f.group)
+                allowed = members if allowed is None else allowed & members
+            if allowed is not None:
+                query["country"] = {"$in": sorted(allowed)}
+            item_rows.append(await self.store.items[kind].find(query, fields).to_list(None))
+        match_fields = {"need_id": 1, "offer_id": 1, "status": 1, "lifecycle": 1, "sdgs": 1, "sectors": 1, "need_country": 1, "groups": 1,
+                        "gender_responsive": 1, "created_at": 1, "proposed_at": 1, "decided_at": 1, "outcome": 1, "lifecycle_history": 1}
+        matches = await self.matches.find(self.filter_query(f, now()), match_fields).to_list(None)
+        return item_rows[0], item_rows[1], matches
+
+    # ---- claims ------------------------------------------------------------------------------------
+    async def claim(self, match_id: str, holder: str, at: datetime, seconds: int) -> dict[str, Any] | None:
+        """Take (or renew) the claim unless another holder's claim is still running; None if it is."""
+        until = at + timedelta(seconds=seconds)
+        return await self.matches.find_one_and_update(
+            {"_id": match_id, "status": "proposed", "$or": [{"claimed_by": None}, {"claimed_by": holder}, {"claimed_until": {"$lte": at}}]},
+            {"$set": {"claimed_by": holder, "claimed_until": until}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def release(self, match_id: str, holder: str | None, at: datetime) -> dict[str, Any] | None:
+        """Drop the claim (`holder` None: whoever holds it, for an admin)."""
+        cond: dict[str, Any] = {"_id": match_id}
+        if holder is not None:
+            cond["$or"] = [{"claimed_by": None}, {"claimed_by": holder}, {"claimed_until": {"$lte": at}}]
+        return await self.matches.find_one_and_update(
+            cond, {"$set": {"claimed_by": None, "claimed_until": None}}, return_document=ReturnDocument.AFTER
+        )
+
+    # ---- writes with events ------------------------------------------------------------------------
+    async def decide(self, current: dict[str, Any], principal: Principal, actor: str, decision: str, note: str | None, at: datetime) -> dict[str, Any]:
+        """Approve/reject a match still proposed and not claimed by someone else (checked again here)."""
+        status = "approved" if decision == "approve" else "rejected"
+        match_id = current["_id"]
+        store = self.store
+
+        async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+            saved = await self.matches.find_one_and_update(
+                {"_id": match_id, "status": "proposed", "$or": [{"claimed_by": None}, {"claimed_by": actor}, {"claimed_until": {"$lte": at}}]},
+                {"$set": {"status": status, "decision_note": note, "decided_at": at, "decided_by": actor, "claimed_by": None, "claimed_until": None}},
+                session=session,
+                return_document=ReturnDocument.AFTER,
+            )
+            if saved is None:
+                return None
+            payload = MatchDecidedPayload(
+                match_id=match_id, need_id=saved["need_id"], offer_id=saved["offer_id"], decision=decision, note=note,  # type: ignore[arg-type]
+                decided_by=actor, need_organization_id=saved["need_organization_id"], offer_organization_id=saved["offer_organization_id"],
+                need_title=saved.get("need_title"), offer_title=saved.get("offer_title"), score=saved["score"],
+                explanation=saved.get("explanation") or {},
+            )
+            await store._emit(session, make_event("match.decided", "match", match_id, payload, producer=PRODUCER))  # noqa: SLF001
+            await store._audit(session, principal, f"match.{decision}", "match", match_id, {"status": status, "note": note})  # noqa: SLF001
+            return saved
+
+        saved = await in_transaction(store.client, work)
+        if saved is None:
+            raise Conflict(f"match {match_id} was decided or claimed by someone else just now; read it again", code="already_decided")
+        store._on_outbox_write()  # noqa: SLF001
+        return saved
+
+    async def record_step(
+        self, current: dict[str, Any], principal: Principal, actor: str, event: str, party: str | None, note: str | None,
+        outcome: dict[str, Any] | None, at: datetime,
+    ) -> dict[str, Any]:
+        """Append a lifecycle step (conditional on the lifecycle it was checked against) with its event."""
+        match_id = current["_id"]
+        state = current.get("lifecycle")
+        store = self.store
+        step = {"event": event, "party": party, "note": note, "by": actor, "at": at}
+        update: dict[str, Any] = {"$set": {"lifecycle": event, "lifecycle_at": at},
+                                  "$push": {"lifecycle_history": step}}
+        cond: dict[str, Any] = {"_id": match_id, "status": "approved", "lifecycle": state}
+        if party is not None and event in ("interested", "not_interested"):
+            update["$set"][f"responses.{party}"] = {"response": event, "note": note, "by": actor, "at": at}
+            cond[f"responses.{party}"] = None
+        if outcome is not None:
+            update["$set"]["outcome"] = outcome
+
+        async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+            saved = await self.matches.find_one_and_update(cond, update, session=session, return_document=ReturnDocument.AFTER)
+            if saved is None:
+                return None
+            payload = MatchLifecyclePayload(
+                match_id=match_id, need_id=saved["need_id"], offer_id=saved["offer_id"], event=event, note=note,  # type: ignore[arg-type]
+                reported_by=actor, need_organization_id=saved["need_organization_id"], offer_organization_id=saved["offer_organization_id"],
+                need_title=saved.get("need_title"), offer_title=saved.get("offer_title"), party=party, outcome=outcome,  # type: ignore[arg-type]
+            )
+            await store._emit(session, make_event("match.lifecycle", "match", match_id, payload, producer=PRODUCER))  # noqa: SLF001
+            await store._audit(session, principal, f"match.{event}", "match", match_id, {"lifecycle": event, "party": party, "note": note})  # noqa: SLF001
+            return saved
+
+        saved = await in_transaction(store.client, work)
+        if saved is None:
+            raise Conflict(f"match {match_id} changed just now; read it again", code="invalid_transition")
+        store._on_outbox_write()  # noqa: SLF001
+        return saved
+
+
+def _tighter(existing: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Combine two range conditions on one field, keeping the tighter bound of each operator."""
+    out = dict(existing)
+    for op, value in extra.items():
+        if op not in out:
+            out[op] = value
+        elif op == "$eq":
+            out[op] = value
+        elif op in ("$lt", "$lte"):
+            out[op] = min(out[op], value)
+        else:
+            out[op] = max(out[op], value)
+    return out

@@ -1,0 +1,49 @@
+"""Shared bits of the route modules: the router factory, OpenAPI error entries, JSON answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from services.catalog.api.deps import AuthedRoute
+from services.catalog.models import ErrorBody
+
+ETAG_HEADER = {"ETag": {"description": "the item's revision, for If-Match", "schema": {"type": "string"}}}
+_DESCRIBED = {
+    401: "no valid bearer token",
+    403: "the token lacks the right",
+    404: "unknown id",
+    409: "conflict",
+    412: "If-Match is stale",
+    413: "body too large",
+    415: "unsupported file type",
+    422: "invalid request (each bad field named by its JSON path)",
+    428: "If-Match missing",
+    429: "rate limit exceeded (see Retry-After)",
+}
+
+
+def make_router() -> APIRouter:
+    return APIRouter(prefix="/v1", route_class=AuthedRoute)
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers of a route (all share the contract's error body)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in (401, 429, *statuses):
+        entry: dict[str, Any] = {"model": ErrorBody, "description": _DESCRIBED[status]}
+        if status == 429:
+            entry["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+        out[status] = entry
+    return out
+
+
+def jsonable(doc: Any) -> Any:
+    return json.loads(json.dumps(doc, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
+def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(jsonable(body), status_code=status, headers=headers)
