@@ -256,3 +256,28 @@ def test_import_shows_progress_and_row_errors(workspace: Workspace, new_page: An
     assert page.locator("#progress").get_attribute("value") == "100"
     assert "3" in page.locator("#row-errors").inner_text()
     assert not axe_violations(page)
+
+
+def test_every_page_is_accessible_light_and_fits_a_small_screen(workspace: Workspace, new_page: Any) -> None:
+    """axe-core finds no serious or critical violation, the first load stays under 100 KB compressed,
+    and nothing is wider than a 360 px screen, on each page of each role (in Spanish here)."""
+    p = parties(workspace, "HTI")
+    [match_id] = proposals(workspace, p, "HTI", [0.58])
+    need_id = match_id.split(".")[0]
+    offer_id = match_id.split(".")[1]
+    pages = {
+        "office": ["/ui/", "/ui/needs", f"/ui/needs/{need_id}", f"/ui/needs/{need_id}/edit", "/ui/matches", f"/ui/matches/{match_id}", "/ui/import", "/ui/inbox"],
+        "provider": ["/ui/", "/ui/offers", "/ui/offers/new", f"/ui/offers/{offer_id}"],
+        "broker": ["/ui/", "/ui/queue?status=proposed&group=LDC", f"/ui/matches/{match_id}", "/ui/dashboard", "/ui/needs/nope"],
+    }
+    weights = {}
+    for role, paths in pages.items():
+        page = new_page("es", width=360)
+        sign_in(page, p[role])
+        for path in paths:
+            page.goto(path)
+            assert page.get_attribute("html", "lang") == "es", path
+            assert not axe_violations(page), path
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
+            weights[path] = page_weight(page, path)
+    assert max(weights.values()) <= PAGE_BUDGET, weights

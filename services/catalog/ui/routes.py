@@ -53,6 +53,7 @@ def _environment(lang: str) -> Environment:
         lifecycle_name=lambda s: gettext(labels.LIFECYCLE.get(s, s)) if s else "",
         component_name=lambda c: gettext(labels.COMPONENTS.get(c, c.replace("_", " "))),
         role_name=lambda r: gettext(ROLE_NAMES.get(r, r)),
+        notification_name=lambda k: gettext(labels.NOTIFICATIONS.get(k, str(k).replace("_", " "))),
         reasons=lambda e: labels.reason_lines(e or {}, gettext, lang),
         bars=lambda e: labels.component_bars(e or {}),
         pct=lambda v: "—" if v is None else f"{round(float(v) * 100)}%",
