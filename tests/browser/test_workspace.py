@@ -146,11 +146,18 @@ def test_provider_reports_an_outcome_and_the_dashboard_changes(workspace: Worksp
     assert broker.get_attribute("html", "lang") == "fr"
 
     def completed(page: Any) -> int:
-        text = page.locator("#chart-funnel svg").inner_text() if False else page.locator("#chart-funnel").inner_html()
+        text = page.locator("#chart-funnel").inner_html()
         values = re.findall(r'class="num">([0-9]+)<', text)
         return int(values[-1])
 
+    def people_trained(page: Any) -> int:
+        with page.expect_download() as download:
+            page.click("#chart-outcomes a[download]")
+        rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+        return int(dict((r[0], r[1]) for r in rows[1:])["people_trained"])
+
     before = completed(broker)
+    trained = people_trained(broker)
     screenshot(broker, "dashboard-fr")
     assert not axe_violations(broker)
     assert page_weight(broker, "/ui/dashboard") <= PAGE_BUDGET
@@ -158,14 +165,15 @@ def test_provider_reports_an_outcome_and_the_dashboard_changes(workspace: Worksp
     sign_in(provider, p["provider"], f"/ui/matches/{match_id}")
     provider.check("#lifecycle input[value=completed]")
     provider.fill("#lc-note", "Delivered")
-    if provider.locator("#results").count():
-        provider.click("#lifecycle summary")
-        provider.fill("#results", "40 canteen managers trained")
-        provider.fill("#people_trained", "40")
+    provider.click("#lifecycle summary")
+    provider.fill("#results", "40 canteen managers trained")
+    provider.fill("#people_trained", "40")
     provider.click("#lifecycle button[type=submit]")
     assert match_status(workspace, match_id).get("lifecycle") == "completed"
     broker.reload()
     assert completed(broker) == before + 1
+    assert people_trained(broker) == trained + 40
+    assert match_status(workspace, match_id)["outcome"]["people_trained"] == 40
     with broker.expect_download() as download:
         broker.click("#chart-funnel a[download]")
     rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
@@ -281,3 +289,19 @@ def test_every_page_is_accessible_light_and_fits_a_small_screen(workspace: Works
             assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
             weights[path] = page_weight(page, path)
     assert max(weights.values()) <= PAGE_BUDGET, weights
+
+
+def test_a_claimed_match_shows_as_taken_to_another_broker(workspace: Workspace, new_page: Any) -> None:
+    p = parties(workspace, "NPL")  # Southern Asia
+    [match_id] = proposals(workspace, p, "NPL", [0.74])
+    _, other_broker = workspace.org("broker", "CAN")
+    first = new_page("en")
+    sign_in(first, p["broker"], f"/ui/matches/{match_id}")
+    assert first.locator("#decision").is_visible()  # opening the match holds it for this broker
+    second = new_page("en")
+    sign_in(second, other_broker, "/ui/queue?region=Southern+Asia")
+    assert "taken by" in second.locator(f"#queue tr[data-id='{match_id}']").inner_text()
+    second.click(f"#queue tr[data-id='{match_id}'] a.open")
+    assert second.locator(".claimed").is_visible() and second.locator("#decision").count() == 0
+    first.click("#approve")
+    assert match_status(workspace, match_id)["status"] == "approved"
