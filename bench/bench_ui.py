@@ -2,9 +2,9 @@
 
     python -m bench.bench_ui          (or: python bench/bench_ui.py)
 
-Starts its own SecantusDB (temporary directory) and the real catalog app with uvicorn in a child
-process, then stores 10,000 proposed matches (and the needs they point at, over several regions and
-sectors). A broker signs in to the workspace once; the bench then requests, one after another, the queue
+Starts its own SecantusDB (temporary directory), stores 10,000 proposed matches (and the needs and
+offers they pair, over several regions and sectors, with the queue facets the catalog copies onto
+each match) and serves the real catalog app with uvicorn in a child process. A broker signs in to the workspace once; the bench then requests, one after another, the queue
 page (`/ui/queue` with filters, rendered HTML) and the JSON queue with the same filters
 (`/v1/matches?status=proposed&...`, the API a script would use) and prints
   queue_page_p95_ms=   95th percentile latency of the filtered queue page
@@ -43,6 +43,8 @@ def seed(mongodb_uri: str) -> None:
     from bson import ObjectId
     from pymongo import MongoClient
 
+    from services.catalog.domain.queue import match_facets
+
     rng = random.Random(7)
     now = datetime.now(UTC)
     with MongoClient(mongodb_uri) as client:
@@ -53,22 +55,26 @@ def seed(mongodb_uri: str) -> None:
                           "sdgs": [rng.randint(1, 17)], "sectors": [rng.choice(SECTORS)], "modalities": ["capacity_development"],
                           "languages": ["en"], "country": rng.choice(COUNTRIES), "status": "open", "revision": 1,
                           "created_at": now, "updated_at": now})
+        offers = [{**n, "_id": str(ObjectId()), "kind": "offer", "organization_id": "o2", "title": f"Offer {i}", "country": "BRA"}
+                  for i, n in enumerate(needs)]
         db.needs.insert_many(needs)
+        db.offers.insert_many(offers)
         matches = []
         for i in range(N_MATCHES):
             need = needs[i % len(needs)]
-            offer_id = f"f{i}"
+            offer = offers[(i * 7 + i // len(needs)) % len(offers)]  # distinct pairs
+            offer_id = offer["_id"]
             score = round(rng.random(), 4)
             matches.append({"_id": f"{need['_id']}.{offer_id}", "need_id": need["_id"], "offer_id": offer_id,
                             "need_organization_id": "o1", "offer_organization_id": "o2", "need_title": need["title"],
                             "offer_title": f"Offer {i}", "score": score,
                             "explanation": {"components": {"semantic": score * 0.6, "sectors": score * 0.4}, "reasons": ["same sector"]},
                             "rules_version": "bench", "need_revision": 1, "offer_revision": 1, "status": "proposed",
-                            "proposed_at": now - timedelta(minutes=i), "created_at": now})
+                            "proposed_at": now - timedelta(minutes=i), "created_at": now, **match_facets(need, offer)})
         db.matches.insert_many(matches)
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -108,6 +114,7 @@ def main() -> int:
         proc = None
         try:
             uri = mongo_uri(mport)
+            seed(uri)  # before start-up: the catalog then builds its indexes over the stored rows
             port = free_port()
             env = {**os.environ, "MONGODB_URI": uri, "SSMATCH_CATALOG_DB": DB, "SSMATCH_ADMIN_TOKEN": ADMIN, "CATALOG_PORT": str(port),
                    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SSMATCH_RATE_LIMIT_PER_MINUTE": "0", "SSMATCH_LOG_LEVEL": "WARNING",
@@ -117,7 +124,6 @@ def main() -> int:
             proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
             url = f"http://127.0.0.1:{port}"
             wait_http(url, proc)
-            seed(uri)  # after start-up: the catalog's indexes exist and are filled as the rows go in
             with httpx.Client(base_url=url, timeout=300) as client:
                 admin = {"Authorization": f"Bearer {ADMIN}"}
                 org = client.post("/v1/organizations", json={"name": "Bench broker", "type": "broker", "country": "USA"}, headers=admin).json()

@@ -1,6 +1,7 @@
 """Browser tests: the catalog (with its workspace) and notify over real HTTP in threads, on the session's
 broker and store, driven by Debian's Chromium through Playwright. One browser and one pair of servers
-per session; each test makes its own organizations so tests never see each other's data."""
+for the browser tests (module scope: they stop before the rest of the suite runs); each test makes its
+own organizations so tests never see each other's data."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("browser tests need Chromium: run `apt-get install -y chromium` (or set SSMATCH_CHROMIUM to its path)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def workspace(servers: Any) -> Iterator[Workspace]:
     suffix = uuid.uuid4().hex[:8]
     notify_port = free_port()
@@ -52,7 +53,7 @@ def workspace(servers: Any) -> Iterator[Workspace]:
                 client.drop_database(db)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
