@@ -35,6 +35,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 N_ITEMS = int(os.environ.get("BENCH_CATALOG_ITEMS", "100000"))
+N_PROPOSALS = int(os.environ.get("BENCH_CATALOG_PROPOSALS", "10000"))
+N_OFFERS = 300
+FIGURES: dict[str, float] = {}
 DURATION_S = float(os.environ.get("BENCH_CATALOG_DURATION_S", "6"))
 CONCURRENCY = int(os.environ.get("BENCH_CATALOG_CONCURRENCY", "16"))
 DB = "bench_catalog"
@@ -90,6 +93,7 @@ def bare_app(mongodb_uri: str) -> Any:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         client = make_client(mongodb_uri)
         state["coll"] = client.get_database(DB)["needs"]
+        state["matches"] = client.get_database(DB)["matches"]
         yield
         await client.close()
 
@@ -101,6 +105,12 @@ def bare_app(mongodb_uri: str) -> Any:
         doc["_id"] = str(ObjectId())
         await state["coll"].insert_one(doc)
         return {"id": doc["_id"]}
+
+    @app.get("/bare/matches")
+    async def queue(sdg: int, limit: int = 50) -> dict[str, Any]:
+        """The minimal queue page: proposed matches of an SDG, best first (as if facets were free)."""
+        docs = await state["matches"].find({"status": "proposed", "sdgs": sdg}).sort([("score", DESCENDING), ("_id", 1)]).limit(limit).to_list(limit)
+        return {"items": [{**d, "id": d.pop("_id")} for d in docs]}
 
     @app.get("/bare/needs")
     async def search(sector: str, q: str) -> dict[str, Any]:
@@ -119,7 +129,7 @@ def serve(kind: str, port: int, mongodb_uri: str) -> None:
 
 
 # ---- set-up ---------------------------------------------------------------------------------
-def seed(mongodb_uri: str) -> str:
+def seed(mongodb_uri: str) -> tuple[str, str]:
     """100k needs straight into the store, the catalog's indexes, and a country office token."""
     from bson import ObjectId
     from pymongo import MongoClient
@@ -160,21 +170,57 @@ def seed(mongodb_uri: str) -> str:
                 batch = []
         if batch:
             db.needs.insert_many(batch, ordered=False)
+        db.organizations.insert_one({"_id": "bench-broker", "name": "Bench desk", "type": "broker", "country": "KEN", "language": "en", "contact": None, "created_at": now})
+        broker = new_token()
+        db.tokens.insert_one({"_id": hash_token(broker), "token_id": "bench-broker-token", "organization_id": "bench-broker", "role": "broker", "created_at": now, "expires_at": None, "revoked_at": None})
+        offers = []
+        for i in range(N_OFFERS):
+            offers.append({"_id": f"offer{i:04d}", "kind": "offer", "organization_id": f"prov{i % 50}", "title": "Offer", "description": "x",
+                           "sdgs": sorted(set(rng.choices(range(1, 18), k=2))), "sectors": [rng.choice(sectors)], "modalities": [rng.choice(modalities)],
+                           "languages": ["en", "fr"], "country": rng.choice(countries), "status": "open", "revision": 1, "created_at": now, "updated_at": now})
+        db.offers.insert_many(offers)
+        from services.catalog.domain.queue import match_facets
+
+        need_docs = list(db.needs.find({"status": "open"}).limit(N_PROPOSALS))
+        proposals = []
+        for i in range(N_PROPOSALS):
+            need, offer = need_docs[i % len(need_docs)], offers[rng.randrange(N_OFFERS)]
+            need_id, offer_id = need["_id"], offer["_id"]
+            score = round(rng.random(), 4)
+            proposals.append({"_id": f"{need_id}.{offer_id}", "need_id": need_id, "offer_id": offer_id, "need_organization_id": "org1",
+                              "offer_organization_id": "prov1", "need_title": "Need", "offer_title": "Offer", "score": score,
+                              "explanation": {"components": {"text": score}}, "rules_version": "1", "need_revision": 1, "offer_revision": 1,
+                              "status": "proposed", "proposed_at": now, "created_at": now,
+                              # the facets the catalog copies onto each proposal (FacetEnricher), stored here in bulk
+                              **match_facets(need, offer)})
+        db.matches.insert_many(proposals, ordered=False)
 
     async def indexes() -> None:
+        from services.catalog.adapters.matches import MatchRepository
+
         client = make_client(mongodb_uri)
         try:
-            await CatalogStore(client, DB).init_indexes()
+            store = CatalogStore(client, DB)
+            await store.init_indexes()
+            await MatchRepository(store).init_indexes()
+            # what copying facets costs per proposal (the FacetEnricher's work), measured on 200 of them
+            repo = MatchRepository(store)
+            sample = [d["_id"] for d in await store.matches.find({}, {"_id": 1}).limit(200).to_list(200)]
+            for match_id in sample:
+                await store.matches.update_one({"_id": match_id}, {"$set": {"facets_v": None}})
+            t0 = time.perf_counter()
+            done = await repo.enrich_pending()
+            FIGURES["catalog.facets_enrich_ms_per_proposal"] = (time.perf_counter() - t0) * 1000 / max(done, 1)
         finally:
             await client.close()
 
     asyncio.run(indexes())
-    return token
+    return token, broker
 
 
 # ---- load -----------------------------------------------------------------------------------
-async def measure(url: str, method: str, path: str, *, headers: dict[str, str], body: Any = None, params: dict[str, str] | None = None) -> tuple[float, float]:
-    """Requests/s and p50 latency (ms) at CONCURRENCY for DURATION_S (after a short warm-up)."""
+async def measure(url: str, method: str, path: str, *, headers: dict[str, str], body: Any = None, params: dict[str, Any] | None = None) -> tuple[float, float, float]:
+    """Requests/s, p50 and p95 latency (ms) at CONCURRENCY for DURATION_S (after a short warm-up)."""
     import httpx
 
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
@@ -198,7 +244,30 @@ async def measure(url: str, method: str, path: str, *, headers: dict[str, str], 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         elapsed = time.perf_counter() - t0
     latencies.sort()
-    return len(latencies) / elapsed, latencies[len(latencies) // 2] * 1000
+    return len(latencies) / elapsed, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.95)] * 1000
+
+
+async def walk_queue(url: str, headers: dict[str, str], params: dict[str, Any]) -> tuple[int, int, float]:
+    """Page through the whole filtered queue by cursor: (rows, pages, p95 ms of a page)."""
+    import httpx
+
+    rows = pages = 0
+    latencies = []
+    cursor = None
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        while True:
+            t0 = time.perf_counter()
+            r = await client.get("/v1/matches", params={**params, **({"cursor": cursor} if cursor else {})})
+            latencies.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            body = r.json()
+            rows += len(body["items"])
+            pages += 1
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+    latencies.sort()
+    return rows, pages, latencies[int(len(latencies) * 0.95)] * 1000
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -228,8 +297,11 @@ def main() -> int:
         try:
             uri = mongo_uri(port)
             t0 = time.monotonic()
-            token = seed(uri)
+            token, broker = seed(uri)
             print(f"catalog.seed_items={N_ITEMS}")
+            print(f"catalog.seed_proposals={N_PROPOSALS}")
+            for name, value in FIGURES.items():
+                print(f"{name}={value:.1f}")
             print(f"catalog.seed_s={time.monotonic() - t0:.1f}")
             urls = {}
             for kind in ("real", "bare"):
@@ -242,8 +314,16 @@ def main() -> int:
             auth = {"Authorization": f"Bearer {token}"}
             search = {"sector": SECTOR, "q": QUERY}
 
-            async def run() -> dict[str, tuple[float, float]]:
+            staff = {"Authorization": f"Bearer {broker}"}
+            queue = {"status": "proposed", "sdg": 2, "limit": 50}
+
+            async def run() -> dict[str, tuple[float, float, float]]:
                 out = {}
+                out["bare_queue"] = await measure(urls["bare"], "GET", "/bare/matches", headers={}, params={"sdg": 2, "limit": 50})
+                out["queue"] = await measure(urls["real"], "GET", "/v1/matches", headers=staff, params=queue)
+                out["queue_region_group"] = await measure(urls["real"], "GET", "/v1/matches", headers=staff,
+                                                          params={"status": "proposed", "region": "Africa", "group": "LDC", "min_score": 0.3, "limit": 50})
+                out["queue_by_age"] = await measure(urls["real"], "GET", "/v1/matches", headers=staff, params={"status": "proposed", "sort": "age", "limit": 50})
                 out["bare_create"] = await measure(urls["bare"], "POST", "/bare/needs", headers={}, body={**NEED_BODY, "status": "open", "search_text": "x"})
                 out["create"] = await measure(urls["real"], "POST", "/v1/needs", headers=auth, body=NEED_BODY)
                 out["bare_search"] = await measure(urls["bare"], "GET", "/bare/needs", headers={}, params=search)
@@ -251,9 +331,15 @@ def main() -> int:
                 return out
 
             figures = asyncio.run(run())
-            for name, (rate, p50) in figures.items():
+            for name, (rate, p50, p95) in figures.items():
                 print(f"catalog.{name}_rps={rate:.1f}")
                 print(f"catalog.{name}_p50_ms={p50:.1f}")
+                print(f"catalog.{name}_p95_ms={p95:.1f}")
+            rows, pages, walk_p95 = asyncio.run(walk_queue(urls["real"], staff, {"status": "proposed", "limit": 100}))
+            print(f"catalog.queue_walk_rows={rows}")
+            print(f"catalog.queue_walk_pages={pages}")
+            print(f"catalog.queue_walk_page_p95_ms={walk_p95:.1f}")
+            print(f"queue_vs_bare={figures['queue'][0] / figures['bare_queue'][0]:.3f}")
             print(f"create_vs_bare={figures['create'][0] / figures['bare_create'][0]:.3f}")
             print(f"search_vs_bare={figures['search'][0] / figures['bare_search'][0]:.3f}")
             print(f"catalog.concurrency={CONCURRENCY}")

@@ -11,7 +11,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.catalog.adapters.matches import MatchRepository
+from services.catalog.adapters.matches import FacetEnricher, MatchRepository
 from services.catalog.api import router
 from services.catalog.api.errors import install_domain_errors
 from services.catalog.importer import MAX_FILE_BYTES
@@ -173,19 +173,23 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         relay = OutboxRelay(store.outbox, settings)
         relay_holder["relay"] = relay
         projection = match_projection(settings, store)
+        enricher = FacetEnricher(catalog.matches)
         app.state.store = store
         app.state.catalog = catalog  # the service layer (services/catalog/service.py) for the API and /ui
         app.state.relay = relay
         app.state.projection = projection
+        app.state.enricher = enricher
         app.state.authority = TokenAuthority(store.db, settings.admin_token)
         if start_background:
             relay.start()
             projection.start()
+            enricher.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            await enricher.stop()
             await projection.stop()
             await relay.stop()
             await client.close()
@@ -226,6 +230,8 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
             "match_events_processed_total": app.state.projection.processed_total,
             "match_events_deadlettered_total": app.state.projection.deadlettered_total,
             "rate_limited_total": app.state.rate_limiter.limited_total,
+            "match_facets_enriched_total": app.state.enricher.enriched_total,
+            "match_facets_pending": await app.state.store.matches.count_documents({"facets_v": None}),
         }
 
     return app

@@ -8,6 +8,8 @@ event and audit entry in one transaction.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +24,12 @@ from ssmatch import reference
 from ssmatch.auth import Principal
 from ssmatch.events import MatchDecidedPayload, MatchLifecyclePayload, make_event
 from ssmatch.mongo import in_transaction
+from ssmatch.tasks import BackgroundTask
 
+log = logging.getLogger(__name__)
+
+#: proposals a queue read enriches itself before answering; more wait for the background FacetEnricher
+READ_ENRICH_LIMIT = 200
 FACET_FIELDS = {"sdgs": 1, "sectors": 1, "modalities": 1, "languages": 1, "country": 1, "created_at": 1, "gender_responsive": 1}
 
 
@@ -43,18 +50,22 @@ class MatchRepository:
         m = self.matches
         await m.create_index([("status", ASCENDING), ("score", DESCENDING), ("_id", ASCENDING)])
         await m.create_index([("status", ASCENDING), ("proposed_at", ASCENDING), ("_id", ASCENDING)])
-        for facet in ("sdgs", "sectors", "modalities", "regions", "groups", "need_languages"):
+        for facet in ("sdgs", "sectors", "modalities", "regions", "groups"):
             await m.create_index([("status", ASCENDING), (facet, ASCENDING), ("score", DESCENDING), ("_id", ASCENDING)])
-        await m.create_index([("score", DESCENDING), ("_id", ASCENDING)])
         await m.create_index([("facets_v", ASCENDING)])
         await m.create_index([("need_organization_id", ASCENDING), ("status", ASCENDING)])
         await m.create_index([("offer_organization_id", ASCENDING), ("status", ASCENDING)])
 
     # ---- facets ------------------------------------------------------------------------------------
-    async def enrich_pending(self, batch: int = 500) -> int:
-        """Copy need/offer facets onto matches that have none yet (new proposals, or items edited since)."""
+    async def enrich_pending(self, batch: int = 200, at_most: int | None = None) -> int:
+        """Copy need/offer facets onto matches that have none yet (new proposals, or items edited since).
+
+        Each costs a lookup and an indexed write (~10-40 ms on the embedded store), so a read enriches at
+        most `at_most` itself and `FacetEnricher` does the rest in the background."""
         total = 0
-        while True:
+        while at_most is None or total < at_most:
+            if at_most is not None:
+                batch = min(batch, at_most - total)
             docs = await self.matches.find({"facets_v": None}, {"need_id": 1, "offer_id": 1}).limit(batch).to_list(batch)
             if not docs:
                 return total
@@ -67,6 +78,7 @@ class MatchRepository:
             total += len(docs)
             if len(docs) < batch:
                 return total
+        return total
 
     async def forget_facets(self, kind: str, item_id: str) -> None:
         """An edited item's matches get their facets copied again on the next read."""
@@ -108,7 +120,7 @@ class MatchRepository:
 
         After a cursor the page is two index ranges: the rest of the cursor's tie (same key, later id),
         then strictly worse keys. No offsets, no $or: each page costs the same however deep it is."""
-        await self.enrich_pending()
+        await self.enrich_pending(at_most=READ_ENRICH_LIMIT)
         base = self.filter_query(f, now())
         key, direction = ("score", DESCENDING) if sort == "score" else ("proposed_at", ASCENDING)
         order = [(key, direction), ("_id", ASCENDING)]
@@ -150,7 +162,7 @@ class MatchRepository:
 
     async def report_rows(self, f: QueueFilters) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         """Needs, offers and matches in the filters' scope, with only the fields the summary reads."""
-        await self.enrich_pending()
+        await self.enrich_pending(at_most=READ_ENRICH_LIMIT)
         fields = {"sdgs": 1, "sectors": 1, "country": 1, "status": 1, "created_at": 1}
         item_rows = []
         for kind, language in (("need", f.need_language), ("offer", f.offer_language)):
@@ -274,3 +286,27 @@ def _tighter(existing: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[op] = max(out[op], value)
     return out
+
+
+class FacetEnricher(BackgroundTask):
+    """Keeps match facets current in the background, so a burst of proposals never slows a queue read."""
+
+    task_name = "match-facets"
+
+    def __init__(self, repo: MatchRepository, interval_s: float = 1.0) -> None:
+        super().__init__()
+        self.repo = repo
+        self.interval_s = interval_s
+        self.enriched_total = 0
+        self.errors_total = 0
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.enriched_total += await self.repo.enrich_pending(at_most=2000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - retried on the next pass; the queue read enriches too
+                self.errors_total += 1
+                log.warning("match facet enrichment failed; retrying", exc_info=True)
+            await self.wait_for_wake(self.interval_s)
