@@ -303,5 +303,10 @@ def test_a_claimed_match_shows_as_taken_to_another_broker(workspace: Workspace, 
     assert "taken by" in second.locator(f"#queue tr[data-id='{match_id}']").inner_text()
     second.click(f"#queue tr[data-id='{match_id}'] a.open")
     assert second.locator(".claimed").is_visible() and second.locator("#decision").count() == 0
-    first.click("#approve")
+    first.click("#release")  # the first broker lets go: the second may now take and decide it
+    second.reload()
+    assert second.locator("#decision").is_visible()
+    first.goto(f"/ui/matches/{match_id}")
+    assert first.locator(".claimed").is_visible()  # now held by the second broker
+    second.click("#approve")
     assert match_status(workspace, match_id)["status"] == "approved"

@@ -462,6 +462,20 @@ async def decide(request: Request, match_id: str) -> Response:
     return redirect(page, nxt + ("&" if "?" in nxt else "?") + "done=" + done)
 
 
+@router.post("/matches/{match_id}/release")
+async def release(request: Request, match_id: str) -> Response:
+    """Let go of a match without deciding it, so another broker may take it at once."""
+    try:
+        page = await signed_in(request, "broker", "admin")
+        form = await form_of(request, page)
+        await usecases.release(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+    except SignInRequired:
+        return redirect(await page_of(request), "/ui/")
+    except ApiError as exc:
+        return error_page(await page_of(request), exc)
+    return redirect(page, _safe_next(str(form.get("next") or ""), "/ui/queue"))
+
+
 def _int(form: Any, name: str) -> int | None:
     raw = str(form.get(name) or "").strip()
     return int(raw) if raw.isdigit() else None
