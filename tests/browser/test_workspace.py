@@ -216,9 +216,24 @@ def test_the_same_flow_without_javascript(workspace: Workspace, new_page: Any) -
     assert match_status(workspace, ids[1])["status"] == "rejected"
     office = new_page("fr", js=False)
     sign_in(office, p["office"], f"/ui/matches/{ids[0]}")
-    office.check("#lifecycle input[value=declined]")
+    office.check("#lifecycle input[value=not_interested]")  # respond
+    office.fill("#lc-note", "Pas pour cette année")
     office.click("#lifecycle button[type=submit]")
-    assert match_status(workspace, ids[0]).get("lifecycle") == "declined"
+    assert match_status(workspace, ids[0]).get("lifecycle") == "not_interested"
+    office.goto("/ui/needs/new")  # post a need
+    office.fill("#title", "Registre foncier numérique")
+    office.fill("#description", "Numériser le cadastre des communes rurales.")
+    office.check("input[name=sdgs][value='1']")
+    office.check("input[name=sectors][value=agriculture]")
+    office.check("input[name=modalities][value=capacity_development]")
+    office.click("#item-form button[type=submit]")
+    assert office.locator("#item-title").inner_text() == "Registre foncier numérique"
+    # a form with an error comes back with the message and what was typed
+    office.goto("/ui/needs/new")
+    office.fill("#title", "Sans objectif")
+    office.fill("#description", "Aucun ODD coché.")
+    office.click("#item-form button[type=submit]")
+    assert office.locator(".error").is_visible() and office.input_value("#title") == "Sans objectif"
 
 
 def test_country_office_posts_a_need_in_french_and_sees_its_matches(workspace: Workspace, new_page: Any) -> None:
