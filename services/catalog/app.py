@@ -46,7 +46,7 @@ class _BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        large = scope.get("path") == IMPORT_PATH
+        large = scope.get("path") in (IMPORT_PATH, "/ui/import")
         limited = self.large if large else self.small
         headers = dict(scope.get("headers", []))
         if b"content-length" in headers or scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):

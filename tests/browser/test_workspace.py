@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import (
+from tests.browser.helpers import (
     PAGE_BUDGET,
     Workspace,
     axe_violations,
@@ -123,7 +123,13 @@ def test_broker_filters_opens_approves_and_both_parties_respond(workspace: Works
         assert not axe_violations(party)
         party.click(f"#inbox a[href='/ui/matches/{ids[0]}']")
         assert "Good fit" in party.locator("#after").inner_text()
-    # the provider records the next step; the office sees it
+        party.check("#lifecycle input[value=interested]")  # each party responds
+        party.fill("#lc-note", "Yes, let us talk")
+        party.click("#lifecycle button[type=submit]")
+        assert party.locator(".ok").is_visible()
+    history = match_status(workspace, ids[0])["lifecycle_history"]
+    assert [(h["event"], h.get("party")) for h in history] == [("interested", "need"), ("interested", "offer")]
+    # the provider records the next step
     party.check("#lifecycle input[value=agreement_reached]")
     party.fill("#lc-note", "MoU signed")
     party.click("#lifecycle button[type=submit]")
@@ -140,11 +146,18 @@ def test_provider_reports_an_outcome_and_the_dashboard_changes(workspace: Worksp
     assert broker.get_attribute("html", "lang") == "fr"
 
     def completed(page: Any) -> int:
-        text = page.locator("#chart-funnel svg").inner_text() if False else page.locator("#chart-funnel").inner_html()
+        text = page.locator("#chart-funnel").inner_html()
         values = re.findall(r'class="num">([0-9]+)<', text)
         return int(values[-1])
 
+    def people_trained(page: Any) -> int:
+        with page.expect_download() as download:
+            page.click("#chart-outcomes a[download]")
+        rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+        return int(dict((r[0], r[1]) for r in rows[1:])["people_trained"])
+
     before = completed(broker)
+    trained = people_trained(broker)
     screenshot(broker, "dashboard-fr")
     assert not axe_violations(broker)
     assert page_weight(broker, "/ui/dashboard") <= PAGE_BUDGET
@@ -152,14 +165,15 @@ def test_provider_reports_an_outcome_and_the_dashboard_changes(workspace: Worksp
     sign_in(provider, p["provider"], f"/ui/matches/{match_id}")
     provider.check("#lifecycle input[value=completed]")
     provider.fill("#lc-note", "Delivered")
-    if provider.locator("#results").count():
-        provider.click("#lifecycle summary")
-        provider.fill("#results", "40 canteen managers trained")
-        provider.fill("#people_trained", "40")
+    provider.click("#lifecycle summary")
+    provider.fill("#results", "40 canteen managers trained")
+    provider.fill("#people_trained", "40")
     provider.click("#lifecycle button[type=submit]")
     assert match_status(workspace, match_id).get("lifecycle") == "completed"
     broker.reload()
     assert completed(broker) == before + 1
+    assert people_trained(broker) == trained + 40
+    assert match_status(workspace, match_id)["outcome"]["people_trained"] == 40
     with broker.expect_download() as download:
         broker.click("#chart-funnel a[download]")
     rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
@@ -202,9 +216,24 @@ def test_the_same_flow_without_javascript(workspace: Workspace, new_page: Any) -
     assert match_status(workspace, ids[1])["status"] == "rejected"
     office = new_page("fr", js=False)
     sign_in(office, p["office"], f"/ui/matches/{ids[0]}")
-    office.check("#lifecycle input[value=declined]")
+    office.check("#lifecycle input[value=not_interested]")  # respond
+    office.fill("#lc-note", "Pas pour cette année")
     office.click("#lifecycle button[type=submit]")
-    assert match_status(workspace, ids[0]).get("lifecycle") == "declined"
+    assert match_status(workspace, ids[0]).get("lifecycle") == "not_interested"
+    office.goto("/ui/needs/new")  # post a need
+    office.fill("#title", "Registre foncier numérique")
+    office.fill("#description", "Numériser le cadastre des communes rurales.")
+    office.check("input[name=sdgs][value='1']")
+    office.check("input[name=sectors][value=agriculture]")
+    office.check("input[name=modalities][value=capacity_development]")
+    office.click("#item-form button[type=submit]")
+    assert office.locator("#item-title").inner_text() == "Registre foncier numérique"
+    # a form with an error comes back with the message and what was typed
+    office.goto("/ui/needs/new")
+    office.fill("#title", "Sans objectif")
+    office.fill("#description", "Aucun ODD coché.")
+    office.click("#item-form button[type=submit]")
+    assert office.locator(".error").is_visible() and office.input_value("#title") == "Sans objectif"
 
 
 def test_country_office_posts_a_need_in_french_and_sees_its_matches(workspace: Workspace, new_page: Any) -> None:
@@ -250,3 +279,49 @@ def test_import_shows_progress_and_row_errors(workspace: Workspace, new_page: An
     assert page.locator("#progress").get_attribute("value") == "100"
     assert "3" in page.locator("#row-errors").inner_text()
     assert not axe_violations(page)
+
+
+def test_every_page_is_accessible_light_and_fits_a_small_screen(workspace: Workspace, new_page: Any) -> None:
+    """axe-core finds no serious or critical violation, the first load stays under 100 KB compressed,
+    and nothing is wider than a 360 px screen, on each page of each role (in Spanish here)."""
+    p = parties(workspace, "HTI")
+    [match_id] = proposals(workspace, p, "HTI", [0.58])
+    need_id = match_id.split(".")[0]
+    offer_id = match_id.split(".")[1]
+    pages = {
+        "office": ["/ui/", "/ui/needs", f"/ui/needs/{need_id}", f"/ui/needs/{need_id}/edit", "/ui/matches", f"/ui/matches/{match_id}", "/ui/import", "/ui/inbox"],
+        "provider": ["/ui/", "/ui/offers", "/ui/offers/new", f"/ui/offers/{offer_id}"],
+        "broker": ["/ui/", "/ui/queue?status=proposed&group=LDC", f"/ui/matches/{match_id}", "/ui/dashboard", "/ui/needs/nope"],
+    }
+    weights = {}
+    for role, paths in pages.items():
+        page = new_page("es", width=360)
+        sign_in(page, p[role])
+        for path in paths:
+            page.goto(path)
+            assert page.get_attribute("html", "lang") == "es", path
+            assert not axe_violations(page), path
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
+            weights[path] = page_weight(page, path)
+    assert max(weights.values()) <= PAGE_BUDGET, weights
+
+
+def test_a_claimed_match_shows_as_taken_to_another_broker(workspace: Workspace, new_page: Any) -> None:
+    p = parties(workspace, "NPL")  # Southern Asia
+    [match_id] = proposals(workspace, p, "NPL", [0.74])
+    _, other_broker = workspace.org("broker", "CAN")
+    first = new_page("en")
+    sign_in(first, p["broker"], f"/ui/matches/{match_id}")
+    assert first.locator("#decision").is_visible()  # opening the match holds it for this broker
+    second = new_page("en")
+    sign_in(second, other_broker, "/ui/queue?region=Southern+Asia")
+    assert "taken by" in second.locator(f"#queue tr[data-id='{match_id}']").inner_text()
+    second.click(f"#queue tr[data-id='{match_id}'] a.open")
+    assert second.locator(".claimed").is_visible() and second.locator("#decision").count() == 0
+    first.click("#release")  # the first broker lets go: the second may now take and decide it
+    second.reload()
+    assert second.locator("#decision").is_visible()
+    first.goto(f"/ui/matches/{match_id}")
+    assert first.locator(".claimed").is_visible()  # now held by the second broker
+    second.click("#approve")
+    assert match_status(workspace, match_id)["status"] == "approved"

@@ -29,6 +29,10 @@ LIFECYCLE = {
     "interested": N_("interested"), "not_interested": N_("not interested"), "agreement_reached": N_("agreement reached"),
     "in_progress": N_("in progress"), "completed": N_("completed"), "declined": N_("declined"),
 }
+NOTIFICATIONS = {
+    "match_proposed": N_("New match proposed"), "match_approved": N_("Introduction approved"), "match_rejected": N_("Match not retained"),
+    "match_lifecycle": N_("Partnership update"), "expiry_reminder": N_("Your item expires soon"),
+}
 COMPONENTS = {
     "semantic": N_("meaning of the texts"), "text": N_("text"), "lexical": N_("shared wording"), "sectors": N_("sectors"),
     "sector": N_("sectors"), "modalities": N_("modalities"), "modality": N_("modalities"), "sdgs": N_("SDGs"),

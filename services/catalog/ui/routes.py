@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
 from services.catalog import importer
-from services.catalog.store import CatalogStore
+from services.catalog.service import Catalog
 from services.catalog.ui import i18n, labels, usecases
 from services.catalog.ui.sessions import CSRF_COOKIE, SESSION_COOKIE, Sessions, new_csrf, same
 from ssmatch import reference
@@ -53,9 +53,10 @@ def _environment(lang: str) -> Environment:
         lifecycle_name=lambda s: gettext(labels.LIFECYCLE.get(s, s)) if s else "",
         component_name=lambda c: gettext(labels.COMPONENTS.get(c, c.replace("_", " "))),
         role_name=lambda r: gettext(ROLE_NAMES.get(r, r)),
+        notification_name=lambda k: gettext(labels.NOTIFICATIONS.get(k, str(k).replace("_", " "))),
         reasons=lambda e: labels.reason_lines(e or {}, gettext, lang),
         bars=lambda e: labels.component_bars(e or {}),
-        pct=lambda v: f"{round(float(v) * 100)}%",
+        pct=lambda v: "—" if v is None else f"{round(float(v) * 100)}%",
         groups=labels.GROUPS,
     )
     for name in ("sector_name", "modality_name", "country_name", "tr"):
@@ -88,8 +89,9 @@ class Page:
     unread: int | None = None
 
     @property
-    def store(self) -> CatalogStore:
-        return self.request.app.state.store  # type: ignore[no-any-return]
+    def catalog(self) -> Catalog:
+        """The service layer's context (the same object the JSON API's use cases get)."""
+        return self.request.app.state.catalog  # type: ignore[no-any-return]
 
     def _(self, message: str) -> str:
         return str(i18n.gettext_for(self.lang)(message))
@@ -98,7 +100,7 @@ class Page:
 def sessions_of(request: Request) -> Sessions:
     holder = request.app.state
     if not hasattr(holder, "ui_sessions"):
-        holder.ui_sessions = Sessions(holder.store.db)
+        holder.ui_sessions = Sessions(holder.catalog.store.db)
     return holder.ui_sessions  # type: ignore[no-any-return]
 
 
@@ -121,7 +123,7 @@ async def page_of(request: Request) -> Page:
             await sessions_of(request).delete(session_id)
             page.session = page.session_id = None
         elif page.caller.organization_id:
-            page.org = await page.store.get_org(page.caller.organization_id)
+            page.org = await page.catalog.store.get_org(page.caller.organization_id)
     return page
 
 
@@ -273,8 +275,11 @@ async def sign_out(request: Request) -> Response:
 
 # ---- broker queue --------------------------------------------------------------------------------
 def queue_filters(request: Request) -> tuple[dict[str, Any], list[str]]:
-    """The queue filters from the query string (bad values are dropped and named)."""
-    q = request.query_params
+    return queue_filters_of(dict(request.query_params))
+
+
+def queue_filters_of(q: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The queue filters from a query string (bad values are dropped and named)."""
     out: dict[str, Any] = {}
     dropped: list[str] = []
 
@@ -295,7 +300,9 @@ def queue_filters(request: Request) -> tuple[dict[str, Any], list[str]]:
     number("sdg", 1, 17, int)
     number("min_score", 0, 1)
     number("max_score", 0, 1)
-    number("max_age_days", 1, 3650, int)
+    number("max_age_days", 0, 36500)
+    number("min_age_days", 0, 36500)
+    out["status"] = q.get("status") if q.get("status") in ("proposed", "approved", "rejected") else "proposed"
     for name, allowed in (("sector", TAXONOMY["sectors"]), ("modality", TAXONOMY["modalities"]), ("region", TAXONOMY["regions"]),
                           ("group", list(labels.GROUPS)), ("sort", ["score", "age"])):
         raw = q.get(name)
@@ -304,12 +311,13 @@ def queue_filters(request: Request) -> tuple[dict[str, Any], list[str]]:
                 out[name] = raw
             else:
                 dropped.append(name)
-    language = q.get("language")
-    if language:
-        if len(language) == 2 and language.isalpha():
-            out["language"] = language.lower()
-        else:
-            dropped.append("language")
+    for name in ("need_language", "offer_language"):
+        language = q.get(name)
+        if language:
+            if len(language) == 2 and language.isalpha():
+                out[name] = language.lower()
+            else:
+                dropped.append(name)
     return out, dropped
 
 
@@ -319,7 +327,7 @@ async def queue(request: Request) -> Response:
         page = await signed_in(request, "broker", "admin")
         filters, dropped = queue_filters(request)
         cursor = request.query_params.get("cursor") or None
-        items, next_cursor = await usecases.list_queue(page.store, page.caller, filters, QUEUE_PAGE, cursor)  # type: ignore[arg-type]
+        items, next_cursor = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, cursor)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?" + urlencode({"next": str(request.url.path)}))
     except ApiError as exc:
@@ -337,7 +345,7 @@ async def queue_csv(request: Request) -> Response:
     try:
         page = await signed_in(request, "broker", "admin")
         filters, _ = queue_filters(request)
-        items, _ = await usecases.list_queue(page.store, page.caller, filters, QUEUE_PAGE, request.query_params.get("cursor") or None)  # type: ignore[arg-type]
+        items, _ = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, request.query_params.get("cursor") or None)  # type: ignore[arg-type]
     except SignInRequired:
         return Response(status_code=401)
     except ApiError as exc:
@@ -346,7 +354,7 @@ async def queue_csv(request: Request) -> Response:
     writer = csv.writer(buf)
     writer.writerow(["match_id", "need_id", "offer_id", "need_title", "offer_title", "score", "status", "proposed_at"])
     for m in items:
-        writer.writerow([m["_id"], m["need_id"], m["offer_id"], _cell(m.get("need_title")), _cell(m.get("offer_title")),
+        writer.writerow([m["id"], m["need_id"], m["offer_id"], _cell(m.get("need_title")), _cell(m.get("offer_title")),
                          f"{float(m['score']):.4f}", m["status"], m.get("proposed_at", "")])
     return _csv_response(page, buf.getvalue(), "queue.csv")
 
@@ -372,7 +380,7 @@ async def queue_bulk(request: Request) -> Response:
             raise ApiError(422, page._("Choose approve or reject."))
         ids = [str(i) for i in form.getlist("ids")][:50]
         note = str(form.get("note") or "")[:2000] or None
-        results = await usecases.bulk_decide(page.store, page.caller, [(i, decision, note) for i in ids])  # type: ignore[arg-type]
+        results = await usecases.bulk_decide(page.catalog, page.caller, [(i, decision, note) for i in ids])  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:
@@ -382,34 +390,57 @@ async def queue_bulk(request: Request) -> Response:
 
 
 # ---- a match --------------------------------------------------------------------------------------
-async def _neighbours(page: Page, match: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The previous and next proposed matches around this one in the score-ordered queue."""
+async def _neighbours(page: Page, match: dict[str, Any], back: str) -> tuple[str | None, str | None]:
+    """The previous and next matches around this one on the queue page the broker came from."""
     if page.caller is None or page.caller.role not in ("broker", "admin") or match["status"] != "proposed":
         return None, None
-    coll = page.store.matches
-    score = match["score"]
-    nxt = await coll.find_one({"status": "proposed", "$or": [{"score": {"$lt": score}}, {"score": score, "_id": {"$gt": match["_id"]}}]},
-                              {"_id": 1}, sort=[("score", -1), ("_id", 1)])
-    prev = await coll.find_one({"status": "proposed", "$or": [{"score": {"$gt": score}}, {"score": score, "_id": {"$lt": match["_id"]}}]},
-                               {"_id": 1}, sort=[("score", 1), ("_id", -1)])
-    return (prev["_id"] if prev else None), (nxt["_id"] if nxt else None)
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(back)
+    query = dict(parse_qsl(parts.query))
+    filters, _ = queue_filters_of(query)
+    try:
+        items, _ = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, query.get("cursor") or None)
+    except ApiError:
+        return None, None
+    ids = [m["id"] for m in items]
+    if match["id"] not in ids:
+        return None, (ids[0] if ids else None)
+    at = ids.index(match["id"])
+    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
 
 
 @router.get("/matches/{match_id}", response_class=HTMLResponse)
 async def match_page(request: Request, match_id: str) -> Response:
     try:
         page = await signed_in(request)
-        match = await usecases.get_match(page.store, page.caller, match_id)  # type: ignore[arg-type]
-        need = await page.store.get_item("need", match["need_id"])
-        offer = await page.store.get_item("offer", match["offer_id"])
-        prev_id, next_id = await _neighbours(page, match)
+        match = await usecases.get_match(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+        back = _safe_next(request.query_params.get("back"), "/ui/queue")
+        if page.caller.role in ("broker", "admin") and match["status"] == "proposed":  # type: ignore[union-attr]
+            claimed = await usecases.claim(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+            if claimed is not None:
+                match.update({k: v for k, v in claimed.items() if k != "match_id"})
+            else:
+                match = await usecases.get_match(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+        need = await _item_or_none(page, "need", match["need_id"])
+        offer = await _item_or_none(page, "offer", match["offer_id"])
+        prev_id, next_id = await _neighbours(page, match, back)
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?" + urlencode({"next": str(request.url.path)}))
     except ApiError as exc:
         return error_page(await page_of(request), exc)
-    return render(page, "match.html", m=match, need=need, offer=offer, prev_id=prev_id, next_id=next_id,
-                  events=usecases.lifecycle_events(), outcome_form=usecases.accepts_outcome(),
-                  back=_safe_next(request.query_params.get("back"), "/ui/queue"), done=request.query_params.get("done"))
+    mine = page.caller is not None and (match.get("claimed_by") in (None, page.caller.organization_id or "admin"))
+    return render(page, "match.html", m=match, need=need, offer=offer, prev_id=prev_id, next_id=next_id, mine=mine,
+                  events=usecases.allowed_steps(match, page.caller), outcome_form=usecases.accepts_outcome(),  # type: ignore[arg-type]
+                  back=back, done=request.query_params.get("done"))
+
+
+async def _item_or_none(page: Page, kind: str, item_id: str) -> dict[str, Any] | None:
+    """The item beside the match, or None when the caller may no longer see it (withdrawn, a draft)."""
+    try:
+        return await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
+    except ApiError:
+        return None
 
 
 @router.post("/matches/{match_id}/decision")
@@ -421,7 +452,7 @@ async def decide(request: Request, match_id: str) -> Response:
         if decision not in ("approve", "reject"):
             raise ApiError(422, page._("Choose approve or reject."))
         note = str(form.get("note") or "").strip()[:2000] or None
-        await usecases.decide(page.store, page.caller, match_id, decision, note)  # type: ignore[arg-type]
+        await usecases.decide(page.catalog, page.caller, match_id, decision, note)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:
@@ -429,6 +460,20 @@ async def decide(request: Request, match_id: str) -> Response:
     done = "approved" if decision == "approve" else "rejected"
     nxt = _safe_next(str(form.get("next") or ""), f"/ui/matches/{match_id}")
     return redirect(page, nxt + ("&" if "?" in nxt else "?") + "done=" + done)
+
+
+@router.post("/matches/{match_id}/release")
+async def release(request: Request, match_id: str) -> Response:
+    """Let go of a match without deciding it, so another broker may take it at once."""
+    try:
+        page = await signed_in(request, "broker", "admin")
+        form = await form_of(request, page)
+        await usecases.release(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+    except SignInRequired:
+        return redirect(await page_of(request), "/ui/")
+    except ApiError as exc:
+        return error_page(await page_of(request), exc)
+    return redirect(page, _safe_next(str(form.get("next") or ""), "/ui/queue"))
 
 
 def _int(form: Any, name: str) -> int | None:
@@ -456,7 +501,7 @@ async def lifecycle(request: Request, match_id: str) -> Response:
                 "gender_responsive": form.get("gender_responsive") == "yes",
             }
             outcome = {k: v for k, v in outcome.items() if v is not None}
-        await usecases.record_step(page.store, page.caller, match_id, event, note, outcome)  # type: ignore[arg-type]
+        await usecases.record_step(page.catalog, page.caller, match_id, event, note, outcome)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ValidationError as exc:
@@ -470,7 +515,7 @@ async def lifecycle(request: Request, match_id: str) -> Response:
 async def my_matches(request: Request) -> Response:
     try:
         page = await signed_in(request, "seeker", "provider")
-        items = await usecases.my_matches(page.store, page.caller)  # type: ignore[arg-type]
+        items = await usecases.party_matches(page.catalog, page.caller)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?next=/ui/matches")
     except ApiError as exc:
@@ -490,7 +535,7 @@ async def items(request: Request, kinds: str) -> Response:
     kind = KINDS[kinds]
     try:
         page = await signed_in(request, OWNER_ROLE[kind])
-        docs = await usecases.my_items(page.store, page.caller, kind)  # type: ignore[arg-type]
+        docs = await usecases.my_items(page.catalog, page.caller, kind)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?next=/ui/" + kinds)
     except ApiError as exc:
@@ -553,7 +598,7 @@ async def post_item(request: Request, kinds: str) -> Response:
         form = await form_of(request, page)
         fields = _form_fields(form, kind)
         try:
-            view = await usecases.post_item(page.store, page.caller, kind, fields, str(form.get("idem") or "")[:100] or None)  # type: ignore[arg-type]
+            view = await usecases.post_item(page.catalog, page.caller, kind, fields, str(form.get("idem") or "")[:100] or None)  # type: ignore[arg-type]
         except ValidationError as exc:
             return render(page, "item_form.html", status=422, kind=kind, values=fields, errors=usecases.validation_messages(exc),
                           taxonomy=TAXONOMY, item=None, idem=str(form.get("idem") or new_csrf()))
@@ -571,15 +616,15 @@ async def item_page(request: Request, kinds: str, item_id: str) -> Response:
     kind = KINDS[kinds]
     try:
         page = await signed_in(request)
-        doc = await usecases.get_item(page.store, page.caller, kind, item_id)  # type: ignore[arg-type]
-        mine = page.caller is not None and (page.caller.organization_id == doc["organization_id"] or page.caller.role in ("admin", "broker"))
-        matches = await usecases.item_matches(page.store, page.caller, kind, item_id) if mine else []  # type: ignore[arg-type]
+        doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
+        mine = page.caller is not None and (page.caller.organization_id == doc.get("organization_id") or page.caller.role in ("admin", "broker"))
+        matches = await usecases.item_matches(page.catalog, page.caller, kind, item_id) if mine else []  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?" + urlencode({"next": str(request.url.path)}))
     except ApiError as exc:
         return error_page(await page_of(request), exc)
     return render(page, "item.html", kind=kind, item=doc, matches=matches, done=request.query_params.get("done"),
-                  owner=page.caller is not None and page.caller.organization_id == doc["organization_id"])
+                  owner=page.caller is not None and page.caller.organization_id == doc.get("organization_id"))
 
 
 @router.get("/{kinds}/{item_id}/edit", response_class=HTMLResponse)
@@ -589,7 +634,7 @@ async def edit_item_form(request: Request, kinds: str, item_id: str) -> Response
     kind = KINDS[kinds]
     try:
         page = await signed_in(request, OWNER_ROLE[kind])
-        doc = await usecases.get_item(page.store, page.caller, kind, item_id)  # type: ignore[arg-type]
+        doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:
@@ -608,9 +653,9 @@ async def edit_item(request: Request, kinds: str, item_id: str) -> Response:
         fields = _form_fields(form, kind)
         revision = _int(form, "revision") or 0
         try:
-            await usecases.edit_item(page.store, page.caller, kind, item_id, fields, revision)  # type: ignore[arg-type]
+            await usecases.edit_item(page.catalog, page.caller, kind, item_id, fields, revision)  # type: ignore[arg-type]
         except ValidationError as exc:
-            doc = await usecases.get_item(page.store, page.caller, kind, item_id)  # type: ignore[arg-type]
+            doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
             return render(page, "item_form.html", status=422, kind=kind, values=fields, errors=usecases.validation_messages(exc),
                           taxonomy=TAXONOMY, item=doc, idem="")
     except SignInRequired:
@@ -628,7 +673,7 @@ async def withdraw(request: Request, kinds: str, item_id: str) -> Response:
     try:
         page = await signed_in(request, OWNER_ROLE[kind])
         await form_of(request, page)
-        await usecases.withdraw_item(page.store, page.caller, kind, item_id)  # type: ignore[arg-type]
+        await usecases.withdraw_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:

@@ -13,12 +13,14 @@ from fastapi.responses import HTMLResponse, Response
 from services.catalog import importer
 from services.catalog.ui import charts, usecases
 from services.catalog.ui.routes import (
+    TAXONOMY,
     SignInRequired,
     _csv_response,
     _notify,
     _unread,
     error_page,
     form_of,
+    queue_filters_of,
     page_of,
     redirect,
     render,
@@ -62,16 +64,25 @@ async def mark_read(request: Request, notification_id: str) -> Response:
     return redirect(page, "/ui/inbox")
 
 
+def report_filters(request: Request) -> dict[str, Any]:
+    """The dashboard narrows its figures with the queue's filters (not its status or sort)."""
+    filters, _ = queue_filters_of(dict(request.query_params))
+    return {k: v for k, v in filters.items() if k not in ("status", "sort")}
+
+
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard(request: Request) -> Response:
     try:
         page = await signed_in(request, "broker", "admin")
-        summary = await usecases.reports_summary(page.store, page.caller)  # type: ignore[arg-type]
+        filters = report_filters(request)
+        summary = await usecases.reports_summary(page.catalog, page.caller, filters)  # type: ignore[arg-type]
     except SignInRequired:
         return redirect(await page_of(request), "/ui/?next=/ui/dashboard")
     except ApiError as exc:
         return error_page(await page_of(request), exc)
-    return render(page, "dashboard.html", summary=summary, charts={name: make(summary) for name, make in charts.CHARTS.items()})
+    query = ("?" + request.url.query) if request.url.query else ""
+    return render(page, "dashboard.html", summary=summary, charts={name: make(summary) for name, make in charts.CHARTS.items()},
+                  filters=filters, taxonomy=TAXONOMY, query_string=query)
 
 
 @router.get("/dashboard/{chart}.csv")
@@ -80,7 +91,7 @@ async def dashboard_csv(request: Request, chart: str) -> Response:
         return error_page(await page_of(request), ApiError(404, "no such chart"))
     try:
         page = await signed_in(request, "broker", "admin")
-        summary = await usecases.reports_summary(page.store, page.caller)  # type: ignore[arg-type]
+        summary = await usecases.reports_summary(page.catalog, page.caller, report_filters(request))  # type: ignore[arg-type]
     except SignInRequired:
         return Response(status_code=401)
     except ApiError as exc:
@@ -121,13 +132,14 @@ async def import_file(request: Request) -> Response:
             table = importer.read_table(data, getattr(upload, "filename", "") or "")
         except importer.ImportFileError as exc:
             raise ApiError(exc.status, str(exc)) from exc
-        org = await usecases.org_of(page.store, page.caller)  # type: ignore[arg-type]
-        result = await importer.import_rows(page.store, page.caller, org, kind, table, dry_run=form.get("dry_run") == "yes",
-                                            request_hash=usecases._hash)  # noqa: SLF001
+        org = await usecases.org_of(page.catalog, page.caller)  # type: ignore[arg-type]
+        result = await importer.import_rows(page.catalog.store, page.caller, org, kind, table, dry_run=form.get("dry_run") == "yes",
+                                            request_hash=usecases.request_hash)
     except SignInRequired:
         return redirect(await page_of(request), "/ui/")
     except ApiError as exc:
         page = await page_of(request)
-        return render(page, "import.html", status=exc.status, result=None, error=exc.message)
+        fragment = request.headers.get("x-requested-with") == "fetch"
+        return render(page, "import_result.html" if fragment else "import.html", status=exc.status, result=None, error=exc.message)
     fragment = request.headers.get("x-requested-with") == "fetch"
     return render(page, "import_result.html" if fragment else "import.html", result=result)

@@ -69,9 +69,16 @@ def test_component_bars_are_clipped_and_sorted() -> None:
 
 
 def test_chart_rows_follow_the_summary() -> None:
-    summary = {"by_sdg": {"needs": {"2": 3, "10": 1}, "offers": {"2": 1}}, "funnel": {"posted": 5, "matched": 3, "approved": 2},
-               "over_time": {"needs": {"2026-10": 2, "2026-11": 1}}}
+    summary = {
+        "by_sdg": [{"sdg": 1, "needs": 0, "offers": 0, "matches": 0, "partnerships": 0}, {"sdg": 2, "needs": 3, "offers": 1, "matches": 2, "partnerships": 1}],
+        "funnel": {"posted": 5, "matched": 3, "approved": 2, "agreement": 1, "completed": 0},
+        "shares": {"base": "matches", "count": 0, "LDC": None, "LLDC": None, "SIDS": None, "gender_responsive": None},
+        "outcomes": {"completed": 1, "people_trained": 40, "resources_mobilised": [{"currency": "USD", "amount": 1000.0}]},
+        "time_series": [{"month": "2026-10", "needs": 2, "offers": 0, "matches": 1, "approved": 0, "partnerships": 0, "completed": 0}],
+    }
     sdg = charts.by_dimension(summary, "sdg")
-    assert sdg["rows"] == [("2", [3, 1, 0, 0]), ("10", [1, 0, 0, 0])] and sdg["max"] == 3
-    assert charts.funnel(summary)["rows"][:3] == [("posted", [5]), ("matched", [3]), ("approved", [2])]
-    assert charts.over_time(summary)["rows"] == [("2026-10", [2]), ("2026-11", [1])]
+    assert sdg["rows"] == [("2", [3, 1, 2, 1])] and sdg["max"] == 3  # SDGs without any count are left out
+    assert charts.funnel(summary)["rows"] == [("posted", [5]), ("matched", [3]), ("approved", [2]), ("agreement", [1]), ("completed", [0])]
+    assert charts.shares(summary)["rows"][0] == ("LDC", [None])  # no matches: no share, not 0 %
+    assert ("resources_mobilised_USD", [1000.0]) in charts.outcomes(summary)["rows"]
+    assert charts.over_time(summary)["rows"] == [("2026-10", [2, 0, 1, 0, 0, 0])]
