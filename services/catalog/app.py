@@ -20,6 +20,7 @@ from services.catalog.projection import match_projection
 from services.catalog.ratelimit import RateLimiter
 from services.catalog.service import Catalog
 from services.catalog.ui import mount as mount_workspace
+from services.catalog.ui.sessions import Sessions
 from services.catalog.store import CatalogStore
 from ssmatch.auth import TokenAuthority
 from ssmatch.http import BodySizeLimitMiddleware, CorrelationIdMiddleware, install_error_handlers
@@ -170,6 +171,8 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         await store.init_indexes()
         catalog = Catalog(store, MatchRepository(store))
         await catalog.matches.init_indexes()
+        app.state.ui_sessions = Sessions(store.db)
+        await app.state.ui_sessions.init_indexes()  # expired workspace sessions are swept by TTL
         relay = OutboxRelay(store.outbox, settings)
         relay_holder["relay"] = relay
         projection = match_projection(settings, store)
