@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.catalog.api import router
+from services.catalog import metrics as catalog_metrics
+from services.catalog.introspect import router as introspect_router
 from services.catalog.importer import MAX_FILE_BYTES
 from services.catalog.outbox import OutboxRelay
 from services.catalog.projection import match_projection
@@ -110,7 +112,8 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         app.state.store = store
         app.state.relay = relay
         app.state.projection = projection
-        app.state.authority = TokenAuthority(store.db, settings.admin_token)
+        app.state.authority = TokenAuthority(store.db, settings.admin_token, local=True)  # the catalog owns tokens
+        app.state.settings = settings
         if start_background:
             relay.start()
             projection.start()
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(_BodyLimits)
     app.add_middleware(CorrelationIdMiddleware)
+    app.include_router(introspect_router)  # before the main router: GET /v1/tokens/self
     app.include_router(router)
     _document_bearer_auth(app)
 
@@ -145,17 +149,6 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         ready = bool(getattr(app.state, "ready", False))
         return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> dict[str, Any]:
-        relay: OutboxRelay = app.state.relay
-        return {
-            "outbox": await relay.lag(),
-            "outbox_published_total": relay.published_total,
-            "outbox_relay_errors_total": relay.errors_total,
-            "outbox_relay_last_error": relay.last_error,
-            "match_events_processed_total": app.state.projection.processed_total,
-            "match_events_deadlettered_total": app.state.projection.deadlettered_total,
-            "rate_limited_total": app.state.rate_limiter.limited_total,
-        }
+    catalog_metrics.install(app)  # Prometheus /metrics and /asyncapi.json
 
     return app

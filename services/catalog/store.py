@@ -17,6 +17,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
+from services.catalog import org_events
 from services.catalog.models import DecisionIn, LifecycleIn, ItemFields, NeedCreate, OfferCreate, OrganizationCreate
 from ssmatch import reference
 from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
@@ -185,7 +186,7 @@ class CatalogStore:
     # ---- organizations and tokens -------------------------------------------------------------
     async def create_org(self, body: OrganizationCreate) -> dict[str, Any]:
         doc = {"_id": new_id(), **body.model_dump(mode="json"), "created_at": now()}
-        await self.orgs.insert_one(doc)
+        await org_events.insert_org(self, doc)  # with its organization.created event
         return doc
 
     async def get_org(self, org_id: str) -> dict[str, Any] | None:
@@ -224,8 +225,7 @@ class CatalogStore:
         return token, doc
 
     async def revoke_token(self, token_id: str) -> bool:
-        res = await self.tokens.update_one({"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
-        return res.modified_count == 1
+        return await org_events.revoke_token(self, token_id)  # with its token.revoked event
 
     # ---- needs and offers ---------------------------------------------------------------------
     @staticmethod

@@ -77,7 +77,7 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
     # None: the organization's own language (from the catalog), English if it has none
-    language: str | None = Field(None, min_length=2, max_length=16)
+    language: str | None = Field(None, min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
     @field_validator("channels")
     @classmethod

@@ -329,6 +329,7 @@ class DeliveryResult:
     status_code: int | None = None
     error: str | None = None
     permanent: bool = False
+    retry_after_s: float | None = None  # the receiver's numeric Retry-After on the last attempt
 
 
 @dataclass(frozen=True)
@@ -484,13 +485,13 @@ class WebhookSender:
                     status, error = None, outcome
             if attempt < self.max_attempts:
                 await self._sleep(self.backoff_delay(attempt, retry_after))
-        return self._failed(delivery_id, self.max_attempts, status, error or "failed", permanent=False)
+        return self._failed(delivery_id, self.max_attempts, status, error or "failed", permanent=False, retry_after=retry_after)
 
     def _failed(
-        self, delivery_id: str, attempts: int, status: int | None, error: str, *, permanent: bool
+        self, delivery_id: str, attempts: int, status: int | None, error: str, *, permanent: bool, retry_after: float | None = None
     ) -> DeliveryResult:
         log.warning("webhook %s failed after %d attempt(s): %s", delivery_id, attempts, error)
-        return DeliveryResult(False, attempts, status, error, permanent=permanent)
+        return DeliveryResult(False, attempts, status, error, permanent=permanent, retry_after_s=retry_after)
 
     async def _attempt(
         self, url: httpx.URL, address: str, body: bytes, secret: str, delivery_id: str, attempt: int
