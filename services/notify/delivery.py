@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo import ASCENDING, AsyncMongoClient, InsertOne
 from pymongo.errors import BulkWriteError
 
-from services.notify.channels.email import EmailSendError, SmtpSettings, build_message, send_email
+from services.notify.channels.email import EmailSendError, SmtpSettings, build_message, delivery_message_id, send_email
 from services.notify.channels.webhook import WebhookSender
 from services.notify.digest import digest_context, digest_language, digest_message_id, ordered, split_due
 from services.notify.subscriptions import SubscriptionStore
@@ -266,7 +266,8 @@ class DeliveryWorker(BackgroundTask):
             await self._finish(d, "cancelled", 0, "e-mail is not configured")
             return
         rendered = render(d["kind"], d.get("language") or "en", d["context"])
-        message = build_message(d["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender, message_id=d["_id"])
+        message = build_message(d["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender,
+                                message_id=delivery_message_id(d["_id"]))
         attempts = d.get("attempts", 0) + 1
         try:
             await send_email(self.smtp, message)

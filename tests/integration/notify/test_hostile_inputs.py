@@ -133,7 +133,7 @@ async def test_hostile_inputs_get_a_clear_4xx_and_lose_nothing(make_settings: An
                 elif auth == "admin":
                     headers["Authorization"] = f"Bearer {ADMIN}"
                 elif auth != "none":
-                    headers["Authorization"] = auth
+                    headers["Authorization"] = auth if auth.isascii() else auth.encode("latin-1")
                 kwargs: dict[str, Any] = {"headers": headers, "params": spec.get("params")}
                 if "json" in spec:
                     kwargs["json"] = spec["json"]
