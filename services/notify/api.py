@@ -46,7 +46,24 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorBody, "description": _WHY[c]} for c in sorted({401, 403, 422, 429, 503, *codes})}
 
 
-router = APIRouter(prefix="/v1")
+async def known_query_only(request: Request) -> None:
+    """Unknown query parameters are refused (422) rather than silently ignored: a misspelt filter
+    (``?unraed=true``) must not quietly return something else than asked."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    allowed: set[str] = set()
+    pending = [dependant] if dependant is not None else []
+    while pending:  # the route's own query parameters and those of its dependencies
+        d = pending.pop()
+        allowed |= {p.alias for p in d.query_params}
+        pending.extend(d.dependencies)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ApiError(422, "unknown query parameters", code="validation_failed",
+                       details=[{"path": f"$.{k[:64]}", "in": "query", "message": "unknown parameter"} for k in unknown[:10]])
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(known_query_only)])
 
 
 async def principal(request: Request) -> Principal:

@@ -119,9 +119,11 @@ def _install_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
     metrics.on_scrape(refresh)
 
 
-def create_app(settings: Settings | None = None, *, catalog_http: httpx.AsyncClient | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, catalog_http: httpx.AsyncClient | None = None,
+               start_background: bool = True) -> FastAPI:
     """``catalog_http``: a client on the catalog for token checks (tests pass one on the catalog app
-    in process); by default notify calls ``Settings.catalog_base_url``."""
+    in process); by default notify calls ``Settings.catalog_base_url``. ``start_background=False``
+    serves the API without the consumer, delivery worker and reminder (API-only tests)."""
     settings = settings or get_settings()
     metrics = ServiceMetrics("notify")
 
@@ -152,9 +154,10 @@ def create_app(settings: Settings | None = None, *, catalog_http: httpx.AsyncCli
         app.state.consumer = consumer
         app.state.worker = worker
         app.state.authority = authority
-        consumer.start()
-        worker.start()
-        reminder.start()
+        if start_background:
+            consumer.start()
+            worker.start()
+            reminder.start()
         app.state.ready = True
         try:
             yield

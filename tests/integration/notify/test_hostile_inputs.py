@@ -52,6 +52,8 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("before operator", "GET", "/v1/notifications", {"params": {"before": '{"$gt": ""}'}}, 422),
     ("before upper hex", "GET", "/v1/notifications", {"params": {"before": "A" * 24}}, 422),
     ("unread not bool", "GET", "/v1/notifications", {"params": {"unread": "maybe"}}, 422),
+    ("misspelt filter", "GET", "/v1/notifications", {"params": {"unraed": "true"}}, 422),
+    ("operator in query name", "GET", "/v1/webhooks", {"params": {"$where": "1"}}, 422),
     ("mark read long id", "POST", "/v1/notifications/" + "f" * 65 + "/read", {}, 404),
     ("mark read NUL id", "POST", "/v1/notifications/%00/read", {}, 404),
     ("mark read operator id", "POST", "/v1/notifications/$where/read", {}, 404),
