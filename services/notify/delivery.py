@@ -249,7 +249,7 @@ class DeliveryWorker(BackgroundTask):
             # never deliver to an address the organization did not register (or has removed)
             await self._finish(d, "cancelled", d.get("attempts", 0), "subscription removed")
             return
-        result = await self.sender.deliver(hook["url"], hook["secret"], d["payload"], d["_id"])
+        result = await self.sender.deliver(hook["url"], hook["secret"], d["payload"], d["_id"], earlier_attempts=d.get("attempts", 0))
         await self.subscriptions.record_result(hook["_id"], result.ok, result.status_code, result.error)
         attempts = d.get("attempts", 0) + max(1, result.attempts)
         if result.ok:

@@ -447,7 +447,7 @@ class WebhookSender:
             await asyncio.gather(*(self.deliver(t.url, t.secret, t.payload, t.delivery_id) for t in targets))
         )
 
-    async def deliver(self, url: str, secret: str, payload: dict[str, Any], delivery_id: str) -> DeliveryResult:
+    async def deliver(self, url: str, secret: str, payload: dict[str, Any], delivery_id: str, earlier_attempts: int = 0) -> DeliveryResult:
         """POST ``payload`` to ``url``, retrying as the class doc says; never raises for HTTP trouble.
 
         ``url`` must be one the organization registered: the sender only guards the address class,
@@ -468,7 +468,7 @@ class WebhookSender:
             else:
                 # Rotate through the vetted addresses so one dead address does not fail every try.
                 address = addresses[(attempt - 1) % len(addresses)]
-                outcome = await self._attempt(parsed, address, body, secret, delivery_id, attempt)
+                outcome = await self._attempt(parsed, address, body, secret, delivery_id, earlier_attempts + attempt)
                 if isinstance(outcome, httpx.Response):
                     status, error = outcome.status_code, None
                     if 200 <= status < 300:

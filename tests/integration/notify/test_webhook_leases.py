@@ -27,6 +27,7 @@ class Receiver:
     def __init__(self) -> None:
         self.hits: list[tuple[str, str, float]] = []  # (path, delivery id, monotonic time at arrival)
         self.done: dict[str, float] = {}
+        self.attempts: list[tuple[str, str]] = []
         self.delay: dict[str, float] = {}
         self.script: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.port = free_port()
@@ -34,6 +35,7 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         path = request.match_info["name"]
         self.hits.append((path, request.headers["X-SSMatch-Delivery-Id"], time.monotonic()))
+        self.attempts.append((path, request.headers["X-SSMatch-Attempt"]))
         await asyncio.sleep(self.delay.get(path, 0))
         steps = self.script.get(path, [(200, {})])
         status, headers = steps.pop(0) if len(steps) > 1 else steps[0]
@@ -104,6 +106,7 @@ async def test_slow_and_retry_after_receivers_get_each_attempt_once_and_hold_up_
         busy = receiver.on("busy")
         assert len(busy) == 2 and busy[1][2] - busy[0][2] >= 1.9  # once refused, once after Retry-After
         assert {h[1] for h in busy} == {retry["_id"]}  # same delivery id across attempts: receivers can de-duplicate
+        assert [a for p, a in receiver.attempts if p == "busy"] == ["1", "2"]
         sent = {d["_id"]: d async for d in store.coll.find({"organization_id": org})}
         assert sent[retry["_id"]]["attempts"] == 2
         assert sum(w.outcomes.get(("webhook", "sent"), 0) for w in workers) == 7
