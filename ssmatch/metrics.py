@@ -135,8 +135,12 @@ class PrometheusMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            app = scope.get("app") or self.routes_of
-            route = route_template(getattr(app, "router", app), scope)
+            matched = scope.get("route")  # set by the router on the (shared) scope when a route matched
+            if matched is not None and getattr(matched, "path", None):
+                route = str(matched.path)
+            else:
+                app = scope.get("app") or self.routes_of
+                route = route_template(getattr(app, "router", app), scope)
             self.metrics.request_seconds.labels(self.metrics.service, scope.get("method", ""), route, str(status)).observe(
                 time.perf_counter() - started
             )
