@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from services.notify.agents import notify_consumer  # noqa: E402
+from services.notify.directory import Directory  # noqa: E402
 from services.notify.inbox import InboxStore  # noqa: E402
 from ssmatch.events import MatchDecidedPayload, make_event  # noqa: E402
 from ssmatch.kafka import ensure_topics  # noqa: E402
@@ -82,7 +83,7 @@ async def inbox_path(settings: Settings, want_entries: int) -> tuple[float, Inbo
     client = make_client(settings.mongodb_uri)
     inbox = InboxStore(client, settings.notify_db)
     await inbox.init()
-    consumer = notify_consumer(settings, inbox, client.get_database(settings.catalog_db))
+    consumer = notify_consumer(settings, inbox, Directory(client, settings.notify_db))
     consumer.start()
     started = None
     while True:

@@ -18,6 +18,7 @@ from ssmatch import schemas
 from ssmatch.logging import correlation_id, new_correlation_id
 
 ItemKind = Literal["need", "offer"]
+EntityType = Literal["need", "offer", "match", "organization", "token"]
 ItemStatus = Literal["draft", "open", "matched", "closed", "withdrawn"]
 
 
@@ -125,6 +126,30 @@ class MatchLifecyclePayload(_Strict):
     outcome: dict[str, Any] | None = None
 
 
+class OrganizationContact(_Strict):
+    name: str = Field(max_length=120)
+    email: str = Field(max_length=254)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class OrganizationPayload(_Strict):
+    """Full snapshot of an organization (organization.created / updated / contact_changed)."""
+
+    organization_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    type: Literal["country_office", "solution_provider", "broker", "admin"]
+    country: str = Field(pattern=r"^[A-Z]{3}$")
+    language: str = Field(min_length=2, max_length=16)
+    contact: OrganizationContact | None = None
+    revision: int = Field(ge=1)
+
+
+class TokenRevokedPayload(_Strict):
+    token_id: str = Field(min_length=1, max_length=64)
+    organization_id: str = Field(min_length=1, max_length=64)
+    revoked_at: datetime
+
+
 class DeadLetterPayload(_Strict):
     consumer: str
     source_topic: str
@@ -148,6 +173,10 @@ PAYLOAD_MODELS: dict[tuple[str, int], type[BaseModel]] = {
     ("match.decided", 1): MatchDecidedPayload,
     ("match.lifecycle", 1): MatchLifecyclePayload,
     ("deadletter.recorded", 1): DeadLetterPayload,
+    ("organization.created", 1): OrganizationPayload,
+    ("organization.updated", 1): OrganizationPayload,
+    ("organization.contact_changed", 1): OrganizationPayload,
+    ("token.revoked", 1): TokenRevokedPayload,
 }
 
 
@@ -159,7 +188,7 @@ class Envelope(_Strict):
     version: int = Field(ge=1)
     occurred_at: datetime
     correlation_id: str = Field(min_length=1, max_length=64)
-    entity_type: Literal["need", "offer", "match"]
+    entity_type: EntityType
     entity_id: str = Field(min_length=1, max_length=128)
     producer: str = Field(min_length=1, max_length=64)
     payload: dict[str, Any]
@@ -184,7 +213,7 @@ class InvalidEvent(ValueError):
 
 def make_event(
     event_type: str,
-    entity_type: Literal["need", "offer", "match"],
+    entity_type: EntityType,
     entity_id: str,
     payload: BaseModel,
     *,

@@ -58,10 +58,22 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(5, ge=1, le=20, validation_alias=_env("SSMATCH_WEBHOOK_MAX_ATTEMPTS"))
     webhook_timeout_s: float = Field(5.0, gt=0, validation_alias=_env("SSMATCH_WEBHOOK_TIMEOUT_S"))
     webhook_backoff_base_s: float = Field(1.0, ge=0, validation_alias=_env("SSMATCH_WEBHOOK_BACKOFF_BASE_S"))
+    # Lease on a claimed delivery, renewed every third of it while the delivery is in flight; a
+    # crashed worker's deliveries are taken again once it runs out.
+    delivery_lease_s: float = Field(60.0, gt=0, le=3600, validation_alias=_env("SSMATCH_DELIVERY_LEASE_S"))
+    # Notify limits: webhooks per organization, requests per token and minute (0 disables).
+    notify_max_webhooks: int = Field(10, ge=1, le=1000, validation_alias=_env("SSMATCH_NOTIFY_MAX_WEBHOOKS"))
+    notify_rate_limit: str = Field("300/minute", validation_alias=_env("SSMATCH_NOTIFY_RATE_LIMIT"))
     delivery_poll_interval_s: float = Field(1.0, gt=0, validation_alias=_env("SSMATCH_DELIVERY_POLL_INTERVAL_S"))
     expiry_scan_interval_s: float = Field(3600.0, gt=0, validation_alias=_env("SSMATCH_EXPIRY_SCAN_INTERVAL_S"))
     expiry_reminder_days: int = Field(7, ge=1, le=90, validation_alias=_env("SSMATCH_EXPIRY_REMINDER_DAYS"))
     public_catalog_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("SSMATCH_PUBLIC_CATALOG_URL"))
+
+    # Where services other than the catalog check bearer tokens (GET /v1/tokens/self); unset: the
+    # catalog on 127.0.0.1:CATALOG_PORT. Answers are cached at most token_cache_s (≤ 60 s), which
+    # bounds how long a revoked token keeps working outside the catalog.
+    catalog_url: str | None = Field(None, validation_alias=_env("SSMATCH_CATALOG_URL"))
+    token_cache_s: float = Field(15.0, ge=0, le=60, validation_alias=_env("SSMATCH_TOKEN_CACHE_S"))
 
     matcher_rules_file: str | None = Field(None, validation_alias=_env("SSMATCH_RULES_FILE"))
 
@@ -90,6 +102,11 @@ class Settings(BaseSettings):
         if "mongodb_uri" not in self.model_fields_set:
             self.mongodb_uri = f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
         return self
+
+
+    @property
+    def catalog_base_url(self) -> str:
+        return (self.catalog_url or f"http://127.0.0.1:{self.catalog_port}").rstrip("/")
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.catalog.adapters.matches import FacetEnricher, MatchRepository
 from services.catalog.api import router
 from services.catalog.api.errors import install_domain_errors
+from services.catalog import metrics as catalog_metrics
+from services.catalog.introspect import router as introspect_router
 from services.catalog.importer import MAX_FILE_BYTES
 from services.catalog.outbox import OutboxRelay
 from services.catalog.projection import match_projection
@@ -182,7 +184,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         app.state.relay = relay
         app.state.projection = projection
         app.state.enricher = enricher
-        app.state.authority = TokenAuthority(store.db, settings.admin_token)
+        app.state.authority = TokenAuthority(store.db, settings.admin_token, local=True)  # the catalog owns tokens
         if start_background:
             relay.start()
             projection.start()
@@ -213,6 +215,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     app.add_middleware(GZipMiddleware, minimum_size=800)
     app.add_middleware(_BodyLimits)
     app.add_middleware(CorrelationIdMiddleware)
+    app.include_router(introspect_router)  # before the main router: GET /v1/tokens/self
     app.include_router(router)
     mount_workspace(app, settings)  # the web workspace under /ui
     _document_bearer_auth(app)
@@ -222,20 +225,6 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         ready = bool(getattr(app.state, "ready", False))
         return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> dict[str, Any]:
-        relay: OutboxRelay = app.state.relay
-        return {
-            "outbox": await relay.lag(),
-            "outbox_published_total": relay.published_total,
-            "outbox_relay_errors_total": relay.errors_total,
-            "outbox_relay_last_error": relay.last_error,
-            **relay.stats(),
-            "match_events_processed_total": app.state.projection.processed_total,
-            "match_events_deadlettered_total": app.state.projection.deadlettered_total,
-            "rate_limited_total": app.state.rate_limiter.limited_total,
-            "match_facets_enriched_total": app.state.enricher.enriched_total,
-            "match_facets_pending": await app.state.store.matches.count_documents({"facets_v": None}),
-        }
+    catalog_metrics.install(app)  # Prometheus /metrics and /asyncapi.json
 
     return app

@@ -246,7 +246,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     queued = asyncio.run(replay())
     print(f"queued={queued}")
-    print(f"the catalog's outbox relay publishes them; check /metrics (outbox.pending) on {args.catalog_url}", file=sys.stderr)
+    print(f"the catalog's outbox relay publishes them; check /metrics (ssmatch_outbox_pending) on {args.catalog_url}", file=sys.stderr)
     return EXIT_OK
 
 

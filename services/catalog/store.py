@@ -17,6 +17,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
+from services.catalog import org_events
 from services.catalog.domain import items as item_rules
 from services.catalog.domain.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.catalog.domain.items import etag_for, parse_if_match  # noqa: F401 - re-exported for older imports
@@ -172,7 +173,7 @@ class CatalogStore:
     # ---- organizations and tokens -------------------------------------------------------------
     async def create_org(self, body: OrganizationCreate) -> dict[str, Any]:
         doc = {"_id": new_id(), **body.model_dump(mode="json"), "created_at": now()}
-        await self.orgs.insert_one(doc)
+        await org_events.insert_org(self, doc)  # with its organization.created event
         return doc
 
     async def get_org(self, org_id: str) -> dict[str, Any] | None:
@@ -211,8 +212,7 @@ class CatalogStore:
         return token, doc
 
     async def revoke_token(self, token_id: str) -> bool:
-        res = await self.tokens.update_one({"token_id": token_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
-        return res.modified_count == 1
+        return await org_events.revoke_token(self, token_id)  # with its token.revoked event
 
     # ---- needs and offers ---------------------------------------------------------------------
     @staticmethod

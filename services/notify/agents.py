@@ -1,22 +1,27 @@
 """Notify's consumer: match and decision events → inbox entries and planned deliveries, all stored
-before the offsets are committed (so a crash loses nothing and a redelivery alerts no one twice)."""
+before the offsets are committed (so a crash loses nothing and a redelivery alerts no one twice).
+
+The same consumer keeps notify's own projection (``Directory``) of organizations and items from the
+catalog's events, and drops cached token checks on ``token.revoked``: notify reads no other
+service's database."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from services.notify.delivery import DeliveryStore
+from services.notify.directory import Directory
 from services.notify.inbox import InboxStore
 from services.notify.preferences import Preferences, decide
 from services.notify.rules import Alert, alerts_for
 from services.notify.subscriptions import SubscriptionStore
 from ssmatch.consumer import EventConsumer, Parsed
+from ssmatch.events import TokenRevokedPayload
 from ssmatch.settings import Settings
 
-TOPICS = ["ssmatch.matches", "ssmatch.decisions"]
+TOPICS = ["ssmatch.matches", "ssmatch.decisions", "ssmatch.organizations", "ssmatch.needs", "ssmatch.offers"]
+PROJECTED = ("organization.", "need.", "offer.")
 
 
 def template_context(alert: Alert, org: dict[str, Any] | None, orgs: dict[str, dict[str, Any]], base_url: str) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def plan_deliveries(
 
 
 async def plan_for_alerts(
-    alerts: list[tuple[Alert, str, Any]], subscriptions: SubscriptionStore, catalog_db: AsyncDatabase, base_url: str, now: datetime
+    alerts: list[tuple[Alert, str, Any]], subscriptions: SubscriptionStore, directory: Directory, base_url: str, now: datetime
 ) -> list[dict[str, Any]]:
     """Load what planning needs (preferences, webhooks, organizations) in three queries, then plan."""
     org_ids = sorted({a.organization_id for a, _, _ in alerts} | {a.data.get(k) for a, _, _ in alerts for k in ("need_organization_id", "offer_organization_id", "reported_by") if a.data.get(k)})
@@ -89,28 +94,35 @@ async def plan_for_alerts(
     hooks: dict[str, list[dict[str, Any]]] = {}
     async for hook in subscriptions.webhooks.find({"organization_id": {"$in": org_ids}, "active": True}):
         hooks.setdefault(hook["organization_id"], []).append(hook)
-    orgs = {d["_id"]: d async for d in catalog_db["organizations"].find({"_id": {"$in": org_ids}})}
+    orgs = await directory.orgs_by_id(org_ids)
     return plan_deliveries(alerts, prefs, hooks, orgs, base_url, now)
 
 
 def notify_consumer(
     settings: Settings,
     inbox: InboxStore,
-    catalog_db: AsyncDatabase,
+    directory: Directory,
     subscriptions: SubscriptionStore | None = None,
     deliveries: DeliveryStore | None = None,
     on_planned: Any = None,
+    on_token_revoked: Any = None,
 ) -> EventConsumer:
     async def handle_batch(batch: list[Parsed]) -> None:
-        """All alerts of one fetch in one unordered, duplicate-tolerant write, before the commit."""
+        """Projection first (an organization created in this batch is known to its alerts), then all
+        alerts of one fetch in one unordered, duplicate-tolerant write, before the commit."""
+        for envelope, payload, _ in batch:
+            if envelope.type.startswith(PROJECTED):
+                await directory.apply(envelope, payload)
+            elif isinstance(payload, TokenRevokedPayload) and on_token_revoked is not None:
+                on_token_revoked(payload.token_id)
         brokers: list[str] = []
         if any(envelope.type in ("match.proposed", "match.lifecycle") for envelope, _, _ in batch):
-            brokers = [d["_id"] async for d in catalog_db["organizations"].find({"type": "broker"}, {"_id": 1})]
+            brokers = await directory.broker_ids()
         alerts = [(alert, envelope.event_id, record) for envelope, payload, record in batch for alert in alerts_for(envelope, payload, brokers)]
         await inbox.add_many([(a, e) for a, e, _ in alerts])
         if subscriptions is None or deliveries is None or not alerts:
             return
-        planned = await plan_for_alerts(alerts, subscriptions, catalog_db, settings.public_catalog_url, datetime.now(UTC))
+        planned = await plan_for_alerts(alerts, subscriptions, directory, settings.public_catalog_url, datetime.now(UTC))
         if await deliveries.add_many(planned) and on_planned:
             on_planned()
 

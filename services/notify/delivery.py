@@ -2,9 +2,13 @@
 
 The consumer writes delivery records (unique ids) before it commits its offsets, so nothing is
 lost; the DeliveryWorker claims due records with a lease (a crashed worker's claims expire and are
-retried), delivers them concurrently so a slow endpoint holds up no one else, and marks them sent
-or failed. A delivery that fails for good goes to the dead-letter topic with the reason, and the
-webhook subscription records the failure.
+retried) that it renews while the work is in flight, runs each delivery as its own task (a slow
+receiver holds up no one else, and new claims keep being made while it is busy), and marks them
+sent or failed. Every retry, webhook or e-mail, is persisted: one attempt per claim, then the
+record goes back to ``pending`` with ``deliver_at`` after a jittered backoff (or the receiver's
+``Retry-After``), so a restart or another replica picks it up where it was. A delivery that fails
+for good goes to the dead-letter topic with the reason, and the webhook subscription records the
+failure.
 
 Every claim carries a fresh ``claim`` token and a record is only marked by the holder of its
 current claim: a worker whose lease ran out (and whose records another worker has since taken and
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo import ASCENDING, AsyncMongoClient, InsertOne
 from pymongo.errors import BulkWriteError
 
-from services.notify.channels.email import EmailSendError, SmtpSettings, build_message, send_email
+from services.notify.channels.email import EmailSendError, SmtpSettings, build_message, delivery_message_id, send_email
 from services.notify.channels.webhook import WebhookSender
 from services.notify.digest import digest_context, digest_language, digest_message_id, ordered, split_due
 from services.notify.subscriptions import SubscriptionStore
@@ -37,8 +42,13 @@ from ssmatch.settings import Settings
 from ssmatch.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(seconds=120)
+LEASE = timedelta(seconds=60)
 EMAIL_MAX_ATTEMPTS = 5
+#: A receiver's Retry-After is honoured up to this long; our own backoff is capped lower.
+MAX_RETRY_AFTER_S = 3600.0
+WEBHOOK_BACKOFF_MAX_S = 300.0
+#: Deliveries in flight per worker (each is one task).
+MAX_IN_FLIGHT = 64
 
 
 def now() -> datetime:
@@ -62,7 +72,7 @@ class DeliveryStore:
                 raise
             return int(exc.details.get("nInserted", 0))
 
-    async def claim_due(self, limit: int) -> list[dict[str, Any]]:
+    async def claim_due(self, limit: int, lease: timedelta = LEASE) -> list[dict[str, Any]]:
         """Take due deliveries (and ones whose claimant died) under a lease."""
         t = now()
         due = await self.coll.find(
@@ -73,11 +83,19 @@ class DeliveryStore:
             claim = uuid.uuid4().hex
             res = await self.coll.update_one(
                 {"_id": doc["_id"], "status": doc["status"], "lease_until": doc.get("lease_until")},
-                {"$set": {"status": "sending", "lease_until": t + LEASE, "claim": claim}},
+                {"$set": {"status": "sending", "lease_until": t + lease, "claim": claim}},
             )
             if res.modified_count:
-                claimed.append({**doc, "status": "sending", "lease_until": t + LEASE, "claim": claim})
+                claimed.append({**doc, "status": "sending", "lease_until": t + lease, "claim": claim})
         return claimed
+
+    async def renew(self, delivery_id: str, claim: str, lease: timedelta = LEASE) -> bool:
+        """Extend the lease of a claim still held; False when another worker has taken the record."""
+        res = await self.coll.update_one({"_id": delivery_id, "claim": claim, "status": "sending"}, {"$set": {"lease_until": now() + lease}})
+        if res.matched_count == 1:
+            return True
+        # not sending any more: lost only if someone else claimed it (our own finish may have just landed)
+        return await self.coll.count_documents({"_id": delivery_id, "claim": claim}) == 1
 
     async def finish(
         self, delivery_id: str, status: str, attempts: int, error: str | None, retry_at: datetime | None = None, claim: str | None = None
@@ -93,20 +111,28 @@ class DeliveryStore:
         return (await self.coll.update_one(query, {"$set": fields})).matched_count == 1
 
 
+def webhook_retry_delay(attempt: int, base_s: float, retry_after_s: float | None, rng: random.Random) -> float:
+    """Seconds before the next try after the ``attempt``-th failed one: full-jitter exponential backoff
+    (capped at WEBHOOK_BACKOFF_MAX_S), never sooner than the receiver's ``Retry-After`` (capped at an hour)."""
+    delay = rng.uniform(0, min(WEBHOOK_BACKOFF_MAX_S, base_s * 2 ** (attempt - 1)))
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return delay
+
+
 class DeliveryWorker(BackgroundTask):
     task_name = "delivery-worker"
 
-    def __init__(self, settings: Settings, deliveries: DeliveryStore, subscriptions: SubscriptionStore, catalog_db: Any) -> None:
+    def __init__(self, settings: Settings, deliveries: DeliveryStore, subscriptions: SubscriptionStore, *, rng: random.Random | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.deliveries = deliveries
         self.subscriptions = subscriptions
-        self.catalog_db = catalog_db
+        self.lease = timedelta(seconds=settings.delivery_lease_s)
+        # one attempt per claim: retries are persisted records, not sleeps in memory
         self.sender = WebhookSender(
             timeout_s=settings.webhook_timeout_s,
-            max_attempts=settings.webhook_max_attempts,
-            backoff_base_s=settings.webhook_backoff_base_s,
-            backoff_max_s=60,
+            max_attempts=1,
             allow_private=settings.webhook_allow_private,
         )
         self.smtp = (
@@ -117,29 +143,79 @@ class DeliveryWorker(BackgroundTask):
             if settings.smtp_host
             else None
         )
+        self._rng = rng or random.Random()
         self._producer: AIOKafkaProducer | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         self.sent_total = 0
         self.failed_total = 0
+        self.outcomes: dict[tuple[str, str], int] = {}  # (channel, outcome) -> count, for /metrics
+
+    def _count(self, d: dict[str, Any], outcome: str, n: int = 1) -> None:
+        key = (str(d.get("channel")), outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + n
 
     async def _close(self) -> None:
+        tasks = list(self._inflight)
+        for task in tasks:
+            task.cancel()  # their leases expire and the records are claimed again
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.sender.aclose()
         if self._producer is not None:
             await self._producer.stop()
 
     async def _run(self) -> None:
         while True:
+            claimed_full = False
             try:
-                due = await self.deliveries.claim_due(100)
-                if due:
+                room = MAX_IN_FLIGHT - len(self._inflight)
+                if room > 0:
+                    due = await self.deliveries.claim_due(min(room, 100), self.lease)
+                    claimed_full = len(due) == min(room, 100)
                     single, digests = split_due(due)
-                    # concurrently: a slow or dead endpoint does not hold up the others
-                    await asyncio.gather(*(self._deliver(d) for d in single), *(self._deliver_digest(g) for g in digests.values()))
-                    continue
+                    for d in single:
+                        self._spawn(self._leased([d], self._deliver(d)))
+                    for group in digests.values():
+                        self._spawn(self._leased(group, self._deliver_digest(group)))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - keep the worker alive; claims expire and are retried
                 log.exception("delivery loop error")
-            await self.wait_for_wake(self.settings.delivery_poll_interval_s)
+            if not claimed_full:
+                await self.wait_for_wake(self.settings.delivery_poll_interval_s)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._inflight.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._inflight.discard(t)
+            self.wake()  # room for more claims
+
+        task.add_done_callback(done)
+
+    async def _leased(self, records: list[dict[str, Any]], work: Any) -> None:
+        """Run ``work`` while renewing the lease of ``records`` every third of it; if a claim is lost
+        (another worker took the record), the work is cancelled before it can send again."""
+        task = asyncio.ensure_future(work)
+        interval = max(0.05, self.lease.total_seconds() / 3)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                if done:
+                    task.result()
+                    return
+                held = [await self.deliveries.renew(d["_id"], d["claim"], self.lease) for d in records]
+                if not all(held):
+                    log.warning("lost the claim of a delivery in flight; abandoning it", extra={"deliveries": [d["_id"] for d in records]})
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    return
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        except Exception:  # noqa: BLE001 - logged; the lease expires and the record is retried
+            log.exception("delivery task failed", extra={"deliveries": [d["_id"] for d in records]})
 
     async def _deliver(self, d: dict[str, Any]) -> None:
         try:
@@ -147,14 +223,18 @@ class DeliveryWorker(BackgroundTask):
                 await self._deliver_webhook(d)
             elif d["channel"] == "email":
                 await self._deliver_email(d)
-        except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the batch
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others
             log.exception("delivery failed unexpectedly", extra={"delivery": d["_id"]})
-            await self._retry_or_fail(d, d.get("attempts", 0) + 1, repr(exc), True)
+            await self._retry_or_fail(d, d.get("attempts", 0) + 1, type(exc).__name__, True)
 
     async def _finish(self, d: dict[str, Any], status: str, attempts: int, error: str | None, retry_at: datetime | None = None) -> bool:
         ok = await self.deliveries.finish(d["_id"], status, attempts, error, retry_at, claim=d.get("claim"))
         if not ok:
             log.warning("delivery was taken over by another claim; not marking it %s", status, extra={"delivery": d["_id"]})
+        else:
+            self._count(d, {"pending": "retried"}.get(status, status))
         return ok
 
     async def _retry_or_fail(self, d: dict[str, Any], attempts: int, reason: str, transient: bool) -> None:
@@ -169,20 +249,25 @@ class DeliveryWorker(BackgroundTask):
             # never deliver to an address the organization did not register (or has removed)
             await self._finish(d, "cancelled", d.get("attempts", 0), "subscription removed")
             return
-        result = await self.sender.deliver(hook["url"], hook["secret"], d["payload"], d["_id"])
+        result = await self.sender.deliver(hook["url"], hook["secret"], d["payload"], d["_id"], earlier_attempts=d.get("attempts", 0))
         await self.subscriptions.record_result(hook["_id"], result.ok, result.status_code, result.error)
+        attempts = d.get("attempts", 0) + max(1, result.attempts)
         if result.ok:
             self.sent_total += 1
-            await self._finish(d, "sent", result.attempts, None)
+            await self._finish(d, "sent", attempts, None)
+        elif result.permanent or attempts >= self.settings.webhook_max_attempts:
+            await self._fail(d, attempts, f"webhook {hook['url']}: {result.error}")
         else:
-            await self._fail(d, result.attempts, f"webhook {hook['url']}: {result.error}")
+            delay = webhook_retry_delay(attempts, self.settings.webhook_backoff_base_s, result.retry_after_s, self._rng)
+            await self._finish(d, "pending", attempts, f"webhook: {result.error}", now() + timedelta(seconds=delay))
 
     async def _deliver_email(self, d: dict[str, Any]) -> None:
         if self.smtp is None:
             await self._finish(d, "cancelled", 0, "e-mail is not configured")
             return
         rendered = render(d["kind"], d.get("language") or "en", d["context"])
-        message = build_message(d["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender, message_id=d["_id"])
+        message = build_message(d["target"], rendered.subject, rendered.text, rendered.html, self.smtp.sender,
+                                message_id=delivery_message_id(d["_id"]))
         attempts = d.get("attempts", 0) + 1
         try:
             await send_email(self.smtp, message)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, WithJsonSchema, field_validator, model_validator
 
 Channel = Literal["inbox", "webhook", "email"]
 CHANNEL_ORDER: tuple[Channel, ...] = ("inbox", "webhook", "email")
@@ -35,13 +35,19 @@ IMMEDIATE_CHANNELS: frozenset[str] = frozenset({"inbox", "webhook"})
 DIGESTIBLE_KINDS: frozenset[str] = frozenset({"match_proposed"})
 
 
+#: A local wall-clock time, "HH:MM" or "HH:MM:SS". Documented by pattern rather than JSON Schema's
+#: format "time", which requires a UTC offset these local times must not have.
+LocalTime = Annotated[time, WithJsonSchema({"type": "string", "pattern": r"^[0-2][0-9]:[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
+                                            "examples": ["08:00", "22:30:00"]})]
+
+
 class QuietHours(BaseModel):
     """Local wall-clock window ``[start, end)``; ``start > end`` wraps midnight (22:00–07:00)."""
 
     model_config = ConfigDict(frozen=True)
 
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
     @model_validator(mode="after")
     def _not_empty(self) -> QuietHours:
@@ -69,21 +75,28 @@ class Preferences(BaseModel):
 
     channels: list[Channel] = Field(default_factory=lambda: list[Channel](["inbox"]))
     mode: Literal["immediate", "digest"] = "immediate"
-    immediate_score_threshold: float | None = Field(
+    immediate_score_threshold: Annotated[float, Strict()] | None = Field(
         0.8, ge=0.0, le=1.0, description="In digest mode, proposals scoring at least this go out at once; None: never."
     )
-    digest_minutes: int = Field(1440, ge=15, le=1440, description="Length of a digest window (1440: daily).")
-    digest_time: time = Field(time(8, 0), description="Local time windows are aligned to; a daily digest goes out then.")
+    digest_minutes: Annotated[int, Strict()] = Field(1440, ge=15, le=1440, description="Length of a digest window (1440: daily).")
+    digest_time: LocalTime = Field(time(8, 0), description="Local time windows are aligned to; a daily digest goes out then.")
     quiet_hours: QuietHours | None = None
     timezone: str = "UTC"
     # None: the organization's own language (from the catalog), English if it has none
-    language: str | None = Field(None, min_length=2, max_length=16)
+    language: str | None = Field(None, min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
     @field_validator("channels")
     @classmethod
     def _inbox_always(cls, value: list[Channel]) -> list[Channel]:
         chosen = set(value) | {"inbox"}
         return [c for c in CHANNEL_ORDER if c in chosen]
+
+    @field_validator("digest_time")
+    @classmethod
+    def _local_digest_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("digest_time is a local time: give it without a UTC offset (the timezone field says which)")
+        return value
 
     @field_validator("timezone")
     @classmethod

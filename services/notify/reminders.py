@@ -1,6 +1,6 @@
 """Expiry reminders: owners hear N days before a need or offer expires, once per (item, expiry date).
 
-A periodic scan of the catalog's open items (read-only); the alert goes through the same inbox and
+A periodic scan of notify's own projection of open items (``Directory``, fed by the catalog's events); the alert goes through the same inbox and
 delivery records as match alerts, so the unique keys there make a re-scan alert no one twice.
 
 Every scan re-plans the deliveries of every item in the window (their ids make that a no-op for the
@@ -17,10 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from services.notify.agents import plan_for_alerts
 from services.notify.delivery import DeliveryStore
+from services.notify.directory import Directory
 from services.notify.inbox import InboxStore
 from services.notify.rules import Alert
 from services.notify.subscriptions import SubscriptionStore
@@ -30,7 +29,6 @@ from ssmatch.tasks import BackgroundTask
 log = logging.getLogger(__name__)
 #: Alerts planned per write (bounds memory and the size of one `$in` query).
 CHUNK = 500
-PROJECTION = {"_id": 1, "organization_id": 1, "title": 1, "expires_at": 1}
 
 
 def reminder_alert(kind: str, doc: dict[str, Any], now: datetime) -> Alert:
@@ -48,11 +46,11 @@ def reminder_alert(kind: str, doc: dict[str, Any], now: datetime) -> Alert:
 class ExpiryReminder(BackgroundTask):
     task_name = "expiry-reminder"
 
-    def __init__(self, settings: Settings, catalog_db: AsyncDatabase, inbox: InboxStore, subscriptions: SubscriptionStore,
+    def __init__(self, settings: Settings, directory: Directory, inbox: InboxStore, subscriptions: SubscriptionStore,
                  deliveries: DeliveryStore, on_planned: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.settings = settings
-        self.catalog_db = catalog_db
+        self.directory = directory
         self.inbox = inbox
         self.subscriptions = subscriptions
         self.deliveries = deliveries
@@ -66,16 +64,14 @@ class ExpiryReminder(BackgroundTask):
         horizon = now + timedelta(days=self.settings.expiry_reminder_days)
         added = 0
         chunk: list[tuple[Alert, str, Any]] = []
-        for kind in ("need", "offer"):
-            query = {"status": "open", "expires_at": {"$gt": now, "$lte": horizon}}
-            async for doc in self.catalog_db[f"{kind}s"].find(query, PROJECTION):
-                if not doc.get("organization_id") or not isinstance(doc.get("expires_at"), datetime):
-                    continue  # no owner to tell (or a malformed date): skip it, not the whole scan
-                alert = reminder_alert(kind, doc, now)
-                chunk.append((alert, alert.dedup_key, None))
-                if len(chunk) >= CHUNK:
-                    added += await self._alert(chunk, now)
-                    chunk = []
+        async for doc in self.directory.open_items_expiring(now, horizon):
+            if not doc.get("organization_id") or not isinstance(doc.get("expires_at"), datetime) or doc.get("kind") not in ("need", "offer"):
+                continue  # no owner to tell (or a malformed date): skip it, not the whole scan
+            alert = reminder_alert(doc["kind"], doc, now)
+            chunk.append((alert, alert.dedup_key, None))
+            if len(chunk) >= CHUNK:
+                added += await self._alert(chunk, now)
+                chunk = []
         if chunk:
             added += await self._alert(chunk, now)
         self.scans_total += 1
@@ -86,7 +82,7 @@ class ExpiryReminder(BackgroundTask):
 
     async def _alert(self, alerts: list[tuple[Alert, str, Any]], now: datetime) -> int:
         added = await self.inbox.add_many([(a, e) for a, e, _ in alerts])
-        planned = await plan_for_alerts(alerts, self.subscriptions, self.catalog_db, self.settings.public_catalog_url, now)
+        planned = await plan_for_alerts(alerts, self.subscriptions, self.directory, self.settings.public_catalog_url, now)
         if await self.deliveries.add_many(planned) and self.on_planned:
             self.on_planned()
         return added

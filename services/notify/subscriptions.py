@@ -40,6 +40,9 @@ class SubscriptionStore:
     async def list_webhooks(self, org_id: str) -> list[dict[str, Any]]:
         return await self.webhooks.find({"organization_id": org_id, "active": True}).sort("_id", ASCENDING).to_list(100)
 
+    async def count_webhooks(self, org_id: str) -> int:
+        return await self.webhooks.count_documents({"organization_id": org_id, "active": True})
+
     async def remove_webhook(self, org_id: str, webhook_id: str) -> bool:
         res = await self.webhooks.update_one({"_id": webhook_id, "organization_id": org_id, "active": True}, {"$set": {"active": False}})
         return res.modified_count == 1

@@ -9,6 +9,8 @@ and not for what is not (5xx replies such as an unknown mailbox or refused crede
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -57,6 +59,15 @@ class EmailSendError(Exception):
         super().__init__(message)
         self.transient = transient
         self.smtp_code = smtp_code
+
+
+def delivery_message_id(delivery_id: str) -> str:
+    """A valid, stable Message-ID for a delivery record: the same record always gets the same id (a
+    re-send after a crash is recognisably the same message), and ids that are not valid msg-id text
+    (``match_decided:n1.o1:org:email``, whose ``:`` would cut the header short) are made valid
+    without two records ever sharing one (a hash of the whole id keeps them apart)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", ".", delivery_id).strip(".")[:100] or "delivery"
+    return f"{readable}.{hashlib.sha256(delivery_id.encode()).hexdigest()[:12]}@ssmatch"
 
 
 def _normalize_msgid(message_id: str | None) -> str:

@@ -329,6 +329,7 @@ class DeliveryResult:
     status_code: int | None = None
     error: str | None = None
     permanent: bool = False
+    retry_after_s: float | None = None  # the receiver's numeric Retry-After on the last attempt
 
 
 @dataclass(frozen=True)
@@ -446,7 +447,7 @@ class WebhookSender:
             await asyncio.gather(*(self.deliver(t.url, t.secret, t.payload, t.delivery_id) for t in targets))
         )
 
-    async def deliver(self, url: str, secret: str, payload: dict[str, Any], delivery_id: str) -> DeliveryResult:
+    async def deliver(self, url: str, secret: str, payload: dict[str, Any], delivery_id: str, earlier_attempts: int = 0) -> DeliveryResult:
         """POST ``payload`` to ``url``, retrying as the class doc says; never raises for HTTP trouble.
 
         ``url`` must be one the organization registered: the sender only guards the address class,
@@ -467,7 +468,7 @@ class WebhookSender:
             else:
                 # Rotate through the vetted addresses so one dead address does not fail every try.
                 address = addresses[(attempt - 1) % len(addresses)]
-                outcome = await self._attempt(parsed, address, body, secret, delivery_id, attempt)
+                outcome = await self._attempt(parsed, address, body, secret, delivery_id, earlier_attempts + attempt)
                 if isinstance(outcome, httpx.Response):
                     status, error = outcome.status_code, None
                     if 200 <= status < 300:
@@ -484,13 +485,13 @@ class WebhookSender:
                     status, error = None, outcome
             if attempt < self.max_attempts:
                 await self._sleep(self.backoff_delay(attempt, retry_after))
-        return self._failed(delivery_id, self.max_attempts, status, error or "failed", permanent=False)
+        return self._failed(delivery_id, self.max_attempts, status, error or "failed", permanent=False, retry_after=retry_after)
 
     def _failed(
-        self, delivery_id: str, attempts: int, status: int | None, error: str, *, permanent: bool
+        self, delivery_id: str, attempts: int, status: int | None, error: str, *, permanent: bool, retry_after: float | None = None
     ) -> DeliveryResult:
         log.warning("webhook %s failed after %d attempt(s): %s", delivery_id, attempts, error)
-        return DeliveryResult(False, attempts, status, error, permanent=permanent)
+        return DeliveryResult(False, attempts, status, error, permanent=permanent, retry_after_s=retry_after)
 
     async def _attempt(
         self, url: httpx.URL, address: str, body: bytes, secret: str, delivery_id: str, attempt: int

@@ -11,6 +11,7 @@ import pytest
 from services.catalog.outbox import OutboxRelay
 from services.catalog.store import CatalogStore
 from ssmatch.events import make_event
+from ssmatch.metrics import sample
 from ssmatch.kafka import ensure_topics
 from ssmatch.mongo import in_transaction, make_client
 from ssmatch.stack.embedded import start_tansu
@@ -268,14 +269,14 @@ async def test_two_catalog_processes_publish_each_row_once_in_commit_order_and_s
                 return ids
 
             async def drained(url: str) -> bool:
-                return bool((await http.get(f"{url}/metrics")).json()["outbox"]["pending"] == 0)
+                return sample((await http.get(f"{url}/metrics")).text, "ssmatch_outbox_pending") == 0
 
-            async def metrics() -> list[dict[str, Any]]:
-                return [(await http.get(f"{u}/metrics")).json() for u in urls]
+            async def metrics() -> list[str]:
+                return [(await http.get(f"{u}/metrics")).text for u in urls]
 
             first = await write(urls, 15)
             await eventually(lambda: drained(urls[0]), timeout=60)
-            holders = [m["outbox_relay_holds_lease"] for m in await metrics()]
+            holders = [sample(m, "ssmatch_outbox_relay_holds_lease") == 1 for m in await metrics()]
             assert holders.count(True) == 1, holders
             records = await read_topic(settings.kafka_bootstrap_servers, "ssmatch.needs", lambda r: r.key.decode() in set(first), want=45)
             events = [json.loads(r.value) for r in records]
@@ -291,8 +292,8 @@ async def test_two_catalog_processes_publish_each_row_once_in_commit_order_and_s
             procs[holder].kill()
             second = await task
             await eventually(lambda: drained(survivor), timeout=60)
-            after = (await http.get(f"{survivor}/metrics")).json()
-            assert after["outbox_relay_holds_lease"] and after["outbox_relay_lease_token"] >= 2  # a fenced takeover
+            after = (await http.get(f"{survivor}/metrics")).text
+            assert sample(after, "ssmatch_outbox_relay_holds_lease") == 1 and (sample(after, "ssmatch_outbox_relay_lease_token") or 0) >= 2  # a fenced takeover
             mine = set(first) | set(second)
             want = 90
             for _ in range(5):  # duplicates count towards `want`: read again until every event is seen

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.integration.catalog.conftest import NEED, admin, open_api
+from ssmatch.metrics import sample
 
 pytestmark = pytest.mark.integration
 
@@ -33,5 +34,5 @@ async def test_a_token_over_its_limit_gets_429_with_retry_after(make_settings: A
         await asyncio.sleep(0.6)  # one token back
         assert (await api.client.post("/v1/needs", json=NEED, headers=office)).status_code == 201
         assert (await api.client.get("/v1/needs", headers=office)).status_code == 429
-        metrics = (await api.client.get("/metrics")).json()
-        assert metrics["rate_limited_total"] == 2
+        metrics = (await api.client.get("/metrics")).text  # Prometheus text format
+        assert sample(metrics, "ssmatch_rate_limited_requests_total") == 2

@@ -23,10 +23,10 @@ from aiosmtpd.controller import Controller
 from services.notify.app import create_app
 from services.notify.delivery import DeliveryStore, DeliveryWorker
 from services.notify.subscriptions import SubscriptionStore
-from ssmatch.auth import hash_token
 from ssmatch.events import MatchProposedPayload, make_event
 from ssmatch.mongo import make_client
 from ssmatch.stack.processes import free_port
+from tests.integration.notify.conftest import Catalog, Org, known_to_notify, running_catalog
 from tests.helpers import eventually, uid
 
 pytestmark = [pytest.mark.integration]
@@ -66,13 +66,8 @@ async def smtp() -> AsyncIterator[tuple[Mailbox, int]]:
         controller.stop()
 
 
-async def add_broker(catalog: Any, address: str, lang: str = "en") -> tuple[str, dict[str, str]]:
-    org, token = uid("brk"), f"ssm_{uid()}{uid()}"
-    await catalog["organizations"].insert_one({"_id": org, "name": f"Broker {org}", "type": "broker", "country": "ZAF", "language": lang,
-                                               "contact": {"name": "Thandi Nkosi", "email": address}})
-    await catalog["tokens"].insert_one({"_id": hash_token(token), "token_id": uid(), "organization_id": org, "role": "broker",
-                                        "expires_at": None, "revoked_at": None})
-    return org, {"Authorization": f"Bearer {token}"}
+async def add_broker(catalog: Catalog, address: str, lang: str = "en") -> Org:
+    return await catalog.org("broker", country="ZAF", language=lang, contact={"name": "Thandi Nkosi", "email": address})
 
 
 async def test_three_proposals_in_digest_mode_make_one_email_per_broker_once_the_slot_is_due(
@@ -82,71 +77,77 @@ async def test_three_proposals_in_digest_mode_make_one_email_per_broker_once_the
     settings = make_settings(group_prefix=uid("g"), smtp_host="127.0.0.1", smtp_port=port, smtp_security="none",
                              delivery_poll_interval_s=0.1, expiry_scan_interval_s=3600)
     client = make_client(settings.mongodb_uri)
-    catalog = client.get_database(settings.catalog_db)
-    desk, desk_h = await add_broker(catalog, "desk@brokers.example")
-    other, other_h = await add_broker(catalog, "other@brokers.example", lang="fr")
-    app = create_app(settings)
     producer = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap)
     await producer.start()
     tag = uid()
     titles = [f"Seed systems {tag} #{i}" for i in range(3)]
     try:
-        async with app.router.lifespan_context(app):
-            api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify")
-            digest_prefs = {"channels": ["inbox", "email"], "mode": "digest", "immediate_score_threshold": 0.99}
-            assert (await api.put("/v1/preferences", json=digest_prefs, headers=desk_h)).status_code == 200
-            assert (await api.put("/v1/preferences", json={**digest_prefs, "language": "fr"}, headers=other_h)).status_code == 200
-            for i, title in enumerate(titles):
-                mid = f"{tag}n{i}.{tag}f{i}"
-                p = MatchProposedPayload(match_id=mid, need_id=f"{tag}n{i}", offer_id=f"{tag}f{i}", need_organization_id="o",
-                                         offer_organization_id="p", need_title=title, offer_title=f"Training offer {i}", score=0.6 + i / 10,
-                                         explanation={"components": {"semantic": 0.4, "sectors": 0.2}}, rules_version="1",
-                                         need_revision=1, offer_revision=1)
-                event = make_event("match.proposed", "match", mid, p, producer="test").to_bytes()
-                await producer.send_and_wait("ssmatch.matches", key=mid.encode(), value=event)
-            deliveries = app.state.worker.deliveries.coll
-            mine = {"organization_id": {"$in": [desk, other]}, "match_id": {"$regex": f"^{tag}"}, "channel": "email"}
-
-            async def planned() -> int:
-                n = await deliveries.count_documents({**mine, "digest": True, "status": "pending"})
-                return n if n == 6 else 0
-
-            await eventually(planned, timeout=30)
-            # the inbox does not wait for the digest
-            for h in (desk_h, other_h):
-                items = (await api.get("/v1/notifications", params={"limit": 100}, headers=h)).json()["items"]
-                assert sorted(n["match_id"] for n in items if n["match_id"].startswith(tag)) == [f"{tag}n{i}.{tag}f{i}" for i in range(3)]
-            slots = await deliveries.distinct("deliver_at", mine)
-            assert all(s > datetime.now(UTC) for s in slots)  # planned for a later slot ...
-            await asyncio.sleep(0.5)
-            assert mailbox.texts(tag) == []  # ... and not sent before it
-
-            await deliveries.update_many(mine, {"$set": {"deliver_at": datetime.now(UTC) - timedelta(seconds=1)}})
-            app.state.worker.wake()
-
-            async def both_sent() -> int:
-                return await deliveries.count_documents({**mine, "status": "sent"}) == 6
-
-            await eventually(both_sent, timeout=20)
-            await asyncio.sleep(0.5)  # time for any extra message to show up
-            for address, greeting in (("desk@brokers.example", "3 proposed matches"), ("other@brokers.example", "3 mises en relation")):
-                texts = mailbox.texts(tag, to=address)
-                assert len(texts) == 1, f"{address}: {len(texts)} messages"
-                assert all(texts[0].count(title) == 1 for title in titles)
-                assert greeting in texts[0]
-                assert texts[0].index(titles[2]) < texts[0].index(titles[0])  # best score first
-            assert len(mailbox.texts(tag)) == 2
-            # brokers also get other tests' immediate alerts (shared topics): count the digests only
-            ids = {m["Message-ID"] for m in mailbox.messages
-                   if m["To"] in ("desk@brokers.example", "other@brokers.example") and m["Message-ID"].startswith("<digest.")}
-            assert len(ids) == 2
-            assert app.state.worker.sent_total >= 6
-            await api.aclose()
+        async with running_catalog(settings) as catalog:
+            d, o = await add_broker(catalog, "desk@brokers.example"), await add_broker(catalog, "other@brokers.example", lang="fr")
+            desk, desk_h, other, other_h = d.id, d.headers, o.id, o.headers
+            app = create_app(settings, catalog_http=catalog.client)
+            async with app.router.lifespan_context(app):
+                await known_to_notify(app, d, o)
+                await digest_scenario(app, producer, tag, titles, desk, desk_h, other, other_h, mailbox)
     finally:
         await producer.stop()
-        await client.drop_database(settings.catalog_db)
         await client.drop_database(settings.notify_db)
         await client.close()
+
+
+async def digest_scenario(app: Any, producer: Any, tag: str, titles: list[str], desk: str, desk_h: dict[str, str], other: str,
+                          other_h: dict[str, str], mailbox: Any) -> None:
+    """Three proposals to two brokers in digest mode, through to the two digest e-mails."""
+    api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify")
+    digest_prefs = {"channels": ["inbox", "email"], "mode": "digest", "immediate_score_threshold": 0.99}
+    assert (await api.put("/v1/preferences", json=digest_prefs, headers=desk_h)).status_code == 200
+    assert (await api.put("/v1/preferences", json={**digest_prefs, "language": "fr"}, headers=other_h)).status_code == 200
+    for i, title in enumerate(titles):
+        mid = f"{tag}n{i}.{tag}f{i}"
+        p = MatchProposedPayload(match_id=mid, need_id=f"{tag}n{i}", offer_id=f"{tag}f{i}", need_organization_id="o",
+                                 offer_organization_id="p", need_title=title, offer_title=f"Training offer {i}", score=0.6 + i / 10,
+                                 explanation={"components": {"semantic": 0.4, "sectors": 0.2}}, rules_version="1",
+                                 need_revision=1, offer_revision=1)
+        event = make_event("match.proposed", "match", mid, p, producer="test").to_bytes()
+        await producer.send_and_wait("ssmatch.matches", key=mid.encode(), value=event)
+    deliveries = app.state.worker.deliveries.coll
+    mine = {"organization_id": {"$in": [desk, other]}, "match_id": {"$regex": f"^{tag}"}, "channel": "email"}
+
+    async def planned() -> int:
+        n = await deliveries.count_documents({**mine, "digest": True, "status": "pending"})
+        return n if n == 6 else 0
+
+    await eventually(planned, timeout=30)
+    # the inbox does not wait for the digest
+    for h in (desk_h, other_h):
+        items = (await api.get("/v1/notifications", params={"limit": 100}, headers=h)).json()["items"]
+        assert sorted(n["match_id"] for n in items if n["match_id"].startswith(tag)) == [f"{tag}n{i}.{tag}f{i}" for i in range(3)]
+    slots = await deliveries.distinct("deliver_at", mine)
+    assert all(s > datetime.now(UTC) for s in slots)  # planned for a later slot ...
+    await asyncio.sleep(0.5)
+    assert mailbox.texts(tag) == []  # ... and not sent before it
+
+    await deliveries.update_many(mine, {"$set": {"deliver_at": datetime.now(UTC) - timedelta(seconds=1)}})
+    app.state.worker.wake()
+
+    async def both_sent() -> int:
+        return await deliveries.count_documents({**mine, "status": "sent"}) == 6
+
+    await eventually(both_sent, timeout=20)
+    await asyncio.sleep(0.5)  # time for any extra message to show up
+    for address, greeting in (("desk@brokers.example", "3 proposed matches"), ("other@brokers.example", "3 mises en relation")):
+        texts = mailbox.texts(tag, to=address)
+        assert len(texts) == 1, f"{address}: {len(texts)} messages"
+        assert all(texts[0].count(title) == 1 for title in titles)
+        assert greeting in texts[0]
+        assert texts[0].index(titles[2]) < texts[0].index(titles[0])  # best score first
+    assert len(mailbox.texts(tag)) == 2
+    # brokers also get other tests' immediate alerts (shared topics): count the digests only
+    ids = {m["Message-ID"] for m in mailbox.messages
+           if m["To"] in ("desk@brokers.example", "other@brokers.example") and m["Message-ID"].startswith("<digest.")}
+    assert len(ids) == 2
+    assert app.state.worker.sent_total >= 6
+    await api.aclose()
 
 
 def digest_record(org: str, target: str, tag: str, i: int, due: datetime) -> dict[str, Any]:
@@ -167,7 +168,7 @@ async def worker_env(make_settings: Any, smtp: tuple[Mailbox, int]) -> AsyncIter
     client = make_client(settings.mongodb_uri)
     store = DeliveryStore(client, settings.notify_db)
     await store.init()
-    worker = DeliveryWorker(settings, store, SubscriptionStore(client, settings.notify_db), client.get_database(settings.catalog_db))
+    worker = DeliveryWorker(settings, store, SubscriptionStore(client, settings.notify_db))
     try:
         yield worker, store, mailbox
     finally:

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.notify.agents import notify_consumer
+from services.notify.directory import Directory
 from services.notify.inbox import InboxStore
 from ssmatch.events import MatchDecidedPayload, make_event
 from ssmatch.mongo import make_client
@@ -88,7 +89,7 @@ async def test_sigkill_mid_batch_and_replay_from_zero_neither_lose_nor_duplicate
 
         # Re-read the whole topic from offset 0 with a new group: nothing new is stored.
         replay = make_settings(group_prefix=uid("replay"), notify_db=settings.notify_db, catalog_db=settings.catalog_db)
-        worker = notify_consumer(replay, inbox, client.get_database(settings.catalog_db))
+        worker = notify_consumer(replay, inbox, Directory(client, settings.notify_db))
         worker.start()
         await send_sentinels(producer, tag + "-again")
 

@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+
+from ssmatch.metrics import sample
 import pytest
 
 from tests.integration.ops.stackrun import Launcher, alive, auth, descendants, launcher_env, make_org, need, offer, poll
@@ -49,7 +51,7 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         offers = [httpx.post(f"{catalog}/v1/offers", json=offer(i, "frozen"), headers=auth(provider), timeout=30) for i in range(1, 4)]
         needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         assert all(x.status_code == 201 for x in needs + offers)
-        poll(lambda: httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox"]["pending"] == 0, timeout=30)
+        poll(lambda: _metric(catalog, "ssmatch_outbox_pending") == 0, timeout=30)
         children = descendants(run.proc.pid)
         assert len(children) >= 5  # broker, store, catalog, matcher, notify
         t0 = time.monotonic()
@@ -64,8 +66,8 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
     try:
         again.wait_for("Press Ctrl-C to stop.", timeout=180)
         catalog, notify = again.url("catalog"), again.url("notify")
-        metrics = poll(lambda: (m := httpx.get(f"{catalog}/metrics", timeout=10).json())["outbox_recoveries_total"] >= 1 and m, timeout=60)
-        assert metrics["outbox_recovered_events_total"] >= 9  # 8 items + 1 decision at least
+        poll(lambda: (_metric(catalog, "ssmatch_outbox_recoveries_total") or 0) >= 1, timeout=60)
+        assert (_metric(catalog, "ssmatch_outbox_recovered_events_total") or 0) >= 9  # 8 items + 1 decision at least
 
         need_ids = [n0] + [x.json()["id"] for x in needs]
         for nid in need_ids:
@@ -90,14 +92,19 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         assert httpx.post(f"{catalog}/v1/offers", json=offer(9, "after-broker"), headers=auth(provider), timeout=30).status_code == 201
         late = httpx.post(f"{catalog}/v1/needs", json=need(9, "after-broker"), headers=auth(office), timeout=30).json()["id"]
         poll(lambda: httpx.get(f"{catalog}/v1/needs/{late}/matches", headers=auth(office), timeout=10).json()["items"], timeout=180)
-        assert httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox_recoveries_total"] >= 2
+        assert (_metric(catalog, "ssmatch_outbox_recoveries_total") or 0) >= 2
         assert approvals(office) == [decided]  # the re-relayed decision is still not a second notification
     finally:
         assert again.stop() == 0
 
 
 def _consumed_everything(catalog: str) -> bool:
-    return bool(httpx.get(f"{catalog}/metrics", timeout=10).json()["outbox"]["pending"] == 0)
+    return bool(_metric(catalog, "ssmatch_outbox_pending") == 0)
+
+
+def _metric(catalog: str, name: str) -> float | None:
+    """One sample of the catalog's Prometheus /metrics."""
+    return sample(httpx.get(f"{catalog}/metrics", timeout=10).text, name)
 
 
 def _broker_inbox(notify: str, broker: str, need_ids: list[str]) -> list[str]:

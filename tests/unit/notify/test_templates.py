@@ -240,3 +240,18 @@ def test_every_matcher_component_has_its_own_label(lang: str) -> None:
     assert len({labels[c] for c in components}) == len(components)
     worded = explain({"components": dict.fromkeys(components[:4], 0.25)}, lang)
     assert all(labels[c] in worded for c in components[:4])
+
+
+def test_delivery_message_ids_are_valid_stable_and_distinct() -> None:
+    import email
+    from email import policy
+
+    from services.notify.channels.email import build_message, delivery_message_id
+
+    ids = ["match_decided:k1n0.k1f0:k1-o1:email", "match_decided:k1n0.k1f0:k1-o2:email", "match_decided:k1n0:k1f0.k1-o1:email"]
+    made = [delivery_message_id(i) for i in ids]
+    assert len(set(made)) == 3 and made[0] == delivery_message_id(ids[0])
+    for i, mid in zip(ids, made, strict=True):
+        msg = build_message("a@b.example", "s", "t", "<p>t</p>", "S <s@x.example>", message_id=mid)
+        parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+        assert str(parsed["Message-ID"]) == f"<{mid}>" and ":" not in mid, i  # the whole id survives a round trip

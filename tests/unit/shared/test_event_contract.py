@@ -20,6 +20,8 @@ from ssmatch.events import (
     MatchProposedPayload,
     MatchRetractedPayload,
     DeadLetterPayload,
+    OrganizationPayload,
+    TokenRevokedPayload,
     deterministic_event_id,
     make_event,
     match_id_for,
@@ -58,6 +60,14 @@ SAMPLES: dict[tuple[str, int], Any] = {
         need_organization_id="o1", offer_organization_id="o2", note="MoU signed")),
     ("deadletter.recorded", 1): ("match", "k", DeadLetterPayload(
         consumer="notify", source_topic="ssmatch.matches", source_partition=0, source_offset=5, reason="bad", raw="{}")),
+    ("organization.created", 1): ("organization", "o1", OrganizationPayload(
+        organization_id="o1", name="Ministry", type="country_office", country="MWI", language="en", revision=1)),
+    ("organization.updated", 1): ("organization", "o1", OrganizationPayload(
+        organization_id="o1", name="Ministry of Agriculture", type="country_office", country="MWI", language="fr", revision=2)),
+    ("organization.contact_changed", 1): ("organization", "o1", OrganizationPayload(
+        organization_id="o1", name="Ministry", type="country_office", country="MWI", language="en", revision=3,
+        contact={"name": "Awa", "email": "awa@example.org"})),
+    ("token.revoked", 1): ("token", "t1", TokenRevokedPayload(token_id="t1", organization_id="o1", revoked_at=NOW)),
 }
 
 
