@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -182,8 +183,6 @@ class MatcherRuntime:
         self.assigned = True
         self.metrics.set_owned(sum(len(v) for v in self.owned.values()))
         log.info("assigned %s", {k: sorted(v) for k, v in self.owned.items()})
-        import time
-
         t0 = time.perf_counter()
         sent = await service.reconcile()
         log.info("reconciled owned lists in %.2fs, %d events sent", time.perf_counter() - t0, sent)
