@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,7 @@ def seed(mongodb_uri: str) -> tuple[str, str]:
             proposals.append({"_id": f"{need_id}.{offer_id}", "need_id": need_id, "offer_id": offer_id, "need_organization_id": "org1",
                               "offer_organization_id": "prov1", "need_title": "Need", "offer_title": "Offer", "score": score,
                               "explanation": {"components": {"text": score}}, "rules_version": "1", "need_revision": 1, "offer_revision": 1,
-                              "status": "proposed", "proposed_at": now, "created_at": now,
+                              "status": "proposed", "proposed_at": now - timedelta(seconds=rng.randrange(30 * 86400)), "created_at": now,
                               # the facets the catalog copies onto each proposal (FacetEnricher), stored here in bulk
                               **match_facets(need, offer)})
         db.matches.insert_many(proposals, ordered=False)
