@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,7 @@ def seed(mongodb_uri: str) -> tuple[str, str]:
             proposals.append({"_id": f"{need_id}.{offer_id}", "need_id": need_id, "offer_id": offer_id, "need_organization_id": "org1",
                               "offer_organization_id": "prov1", "need_title": "Need", "offer_title": "Offer", "score": score,
                               "explanation": {"components": {"text": score}}, "rules_version": "1", "need_revision": 1, "offer_revision": 1,
-                              "status": "proposed", "proposed_at": now, "created_at": now,
+                              "status": "proposed", "proposed_at": now - timedelta(seconds=rng.randrange(30 * 86400)), "created_at": now,
                               # the facets the catalog copies onto each proposal (FacetEnricher), stored here in bulk
                               **match_facets(need, offer)})
         db.matches.insert_many(proposals, ordered=False)
@@ -323,7 +323,7 @@ def main() -> int:
                 out["queue"] = await measure(urls["real"], "GET", "/v1/matches", headers=staff, params=queue)
                 out["queue_region_group"] = await measure(urls["real"], "GET", "/v1/matches", headers=staff,
                                                           params={"status": "proposed", "region": "Africa", "group": "LDC", "min_score": 0.3, "limit": 50})
-                out["queue_by_age"] = await measure(urls["real"], "GET", "/v1/matches", headers=staff, params={"status": "proposed", "sort": "age", "limit": 50})
+
                 out["bare_create"] = await measure(urls["bare"], "POST", "/bare/needs", headers={}, body={**NEED_BODY, "status": "open", "search_text": "x"})
                 out["create"] = await measure(urls["real"], "POST", "/v1/needs", headers=auth, body=NEED_BODY)
                 out["bare_search"] = await measure(urls["bare"], "GET", "/bare/needs", headers={}, params=search)
@@ -335,7 +335,10 @@ def main() -> int:
                 print(f"catalog.{name}_rps={rate:.1f}")
                 print(f"catalog.{name}_p50_ms={p50:.1f}")
                 print(f"catalog.{name}_p95_ms={p95:.1f}")
-            rows, pages, walk_p95 = asyncio.run(walk_queue(urls["real"], staff, {"status": "proposed", "limit": 100}))
+            rows, pages, walk_p95 = asyncio.run(walk_queue(urls["real"], staff, {"status": "proposed", "sdg": 2, "limit": 100}))
+            age_rows, age_pages, age_p95 = asyncio.run(walk_queue(urls["real"], staff, {"status": "proposed", "sort": "age", "group": "LDC", "limit": 100}))
+            print(f"catalog.queue_age_walk_rows={age_rows}")
+            print(f"catalog.queue_age_walk_page_p95_ms={age_p95:.1f}")
             print(f"catalog.queue_walk_rows={rows}")
             print(f"catalog.queue_walk_pages={pages}")
             print(f"catalog.queue_walk_page_p95_ms={walk_p95:.1f}")

@@ -28,8 +28,12 @@ from ssmatch.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
+#: widths of the score windows a queue page reads through (the last one covers everything)
+SCORE_WINDOWS = (0.02, 0.08, 0.3, 1.01)
+#: widths (days after the cursor) of the time windows a page sorted by age reads through; None = all
+AGE_WINDOWS_DAYS = (1, 7, 60, None)
 #: proposals a queue read enriches itself before answering; more wait for the background FacetEnricher
-READ_ENRICH_LIMIT = 200
+READ_ENRICH_LIMIT = 50
 FACET_FIELDS = {"sdgs": 1, "sectors": 1, "modalities": 1, "languages": 1, "country": 1, "created_at": 1, "gender_responsive": 1}
 
 
@@ -52,6 +56,7 @@ class MatchRepository:
         await m.create_index([("status", ASCENDING), ("proposed_at", ASCENDING), ("_id", ASCENDING)])
         for facet in ("sdgs", "sectors", "modalities", "regions", "groups"):
             await m.create_index([("status", ASCENDING), (facet, ASCENDING), ("score", DESCENDING), ("_id", ASCENDING)])
+        await m.create_index([("score", DESCENDING), ("_id", ASCENDING)])
         await m.create_index([("facets_v", ASCENDING)])
         await m.create_index([("need_organization_id", ASCENDING), ("status", ASCENDING)])
         await m.create_index([("offer_organization_id", ASCENDING), ("status", ASCENDING)])
@@ -119,29 +124,85 @@ class MatchRepository:
         """One page of the queue, keyset-paged: `score` = best first (ties by id), `age` = oldest proposal first.
 
         After a cursor the page is two index ranges: the rest of the cursor's tie (same key, later id),
-        then strictly worse keys. No offsets, no $or: each page costs the same however deep it is."""
+        then strictly worse keys. No offsets, no $or: each page costs the same however deep it is. The
+        embedded store sorts every document a query matches, so the score range is also cut into
+        growing windows below the cursor: a page reads about the documents it shows, not the queue."""
         await self.enrich_pending(at_most=READ_ENRICH_LIMIT)
         base = self.filter_query(f, now())
         key, direction = ("score", DESCENDING) if sort == "score" else ("proposed_at", ASCENDING)
         order = [(key, direction), ("_id", ASCENDING)]
         want = limit + 1
         docs: list[dict[str, Any]] = []
+        last_key: Any = None
         if cursor:
             last_key, last_id = decode_cursor(cursor, sort)
-            tie = {**base, "_id": {"$gt": last_id}}
-            tie[key] = self._and_range(base.get(key), {"$eq": last_key})
-            docs = await self.matches.find(tie).sort(order).limit(want).to_list(want)
-            if len(docs) < want:
-                rest = dict(base)
-                rest[key] = self._and_range(base.get(key), {"$lt" if direction == DESCENDING else "$gt": last_key})
-                docs += await self.matches.find(rest).sort(order).limit(want - len(docs)).to_list(want - len(docs))
-        else:
-            docs = await self.matches.find(base).sort(order).limit(want).to_list(want)
+            driver, residual = _split_facets(base)
+            tie = {**driver, "_id": {"$gt": last_id}}
+            tie[key] = last_key  # the cursor's key came from inside the filter's range
+            found = self.matches.find(tie).sort(order)
+            if residual:
+                docs = [d for d in await found.to_list(None) if _matches(d, residual)][:want]
+            else:
+                docs = await found.limit(want).to_list(want)
+        if len(docs) < want:
+            need = want - len(docs)
+            if sort == "score":
+                docs += await self._score_windows(base, order, need, last_key)
+            else:
+                docs += await self._age_windows(base, order, need, last_key)
         next_cursor = None
         if len(docs) > limit:
             last = docs[limit - 1]
             next_cursor = encode_cursor(sort, last.get(key), last["_id"])
         return docs[:limit], next_cursor
+
+    async def _age_windows(self, base: dict[str, Any], order: list[tuple[str, int]], need: int, after: datetime | None) -> list[dict[str, Any]]:
+        """The oldest `need` proposals after `after`, read through time windows of growing width."""
+        bounds = base.get("proposed_at") or {}
+        start = after if after is not None else bounds.get("$gte")
+        if start is None:
+            first = await self.matches.find(base, {"proposed_at": 1}).sort(order).limit(1).to_list(1)
+            if not first:
+                return []
+            start = first[0]["proposed_at"]
+        lower = {"$gt": start} if after is not None else {"$gte": start}
+        driver, residual = _split_facets(base)
+        docs: list[dict[str, Any]] = []
+        for days in AGE_WINDOWS_DAYS:
+            query = {**driver, "proposed_at": {**bounds, **lower}}
+            if days is not None:
+                query["proposed_at"]["$lt"] = min(start + timedelta(days=days), bounds.get("$lte", start + timedelta(days=days + 1)) + timedelta(microseconds=1))
+            found = self.matches.find(query).sort(order)
+            if residual:
+                docs = [d for d in await found.to_list(None) if _matches(d, residual)][:need]
+            else:
+                docs = await found.limit(need).to_list(need)
+            if len(docs) >= need:
+                break
+        return docs
+
+    async def _score_windows(self, base: dict[str, Any], order: list[tuple[str, int]], need: int, below: float | None) -> list[dict[str, Any]]:
+        """The best `need` matches with a score under `below` (or the filter's max), read through score
+        windows of growing width until enough are found or the whole range was covered."""
+        bounds = base.get("score") or {}
+        floor = float(bounds.get("$gte", 0.0))
+        top = float(bounds.get("$lte", 1.0)) if below is None else min(below, float(bounds.get("$lte", 1.0)))
+        upper = {"$lt": below} if below is not None and below <= float(bounds.get("$lte", 1.0)) else {"$lte": top}
+        # one facet drives the index; further facets are checked here (the store's planner does badly
+        # with two multikey conditions), which means reading the whole window for them
+        driver, residual = _split_facets(base)
+        docs: list[dict[str, Any]] = []
+        for width in SCORE_WINDOWS:
+            lo = max(floor, top - width)
+            query = {**driver, "score": {**upper, "$gte": lo}}
+            cursor = self.matches.find(query).sort(order)
+            if residual:
+                docs = [d for d in await cursor.to_list(None) if _matches(d, residual)][:need]
+            else:
+                docs = await cursor.limit(need).to_list(need)
+            if len(docs) >= need or lo <= floor:
+                break
+        return docs
 
     @staticmethod
     def _and_range(existing: Any, extra: dict[str, Any]) -> Any:
@@ -310,3 +371,22 @@ class FacetEnricher(BackgroundTask):
                 self.errors_total += 1
                 log.warning("match facet enrichment failed; retrying", exc_info=True)
             await self.wait_for_wake(self.interval_s)
+
+
+#: facets in the order they drive a queue query (the first one present goes to the index)
+DRIVING_FACETS = ("sdgs", "sectors", "modalities", "regions", "groups", "need_languages", "offer_languages")
+
+
+def _split_facets(query: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    present = [f for f in DRIVING_FACETS if f in query]
+    driver = {k: v for k, v in query.items() if k not in present[1:]}
+    return driver, {k: query[k] for k in present[1:]}
+
+
+def _matches(doc: dict[str, Any], residual: dict[str, Any]) -> bool:
+    """Equality on an array facet means membership, as in MongoDB."""
+    for field, value in residual.items():
+        have = doc.get(field)
+        if not (value in have if isinstance(have, list) else have == value):
+            return False
+    return True

@@ -243,3 +243,17 @@ async def test_sdg_targets_are_validated_against_their_goals(api: Api) -> None:
     assert stray.status_code == 422 and "6.1" in json.dumps(error(stray)["details"])
     bad = await api.client.post("/v1/needs", json={**NEED, "sdg_targets": ["2.x"]}, headers=office)
     assert bad.status_code == 422 and "$.sdg_targets[0]" in [d["path"] for d in error(bad)["details"]]
+
+
+async def test_spec_and_code_agree_on_if_match_and_whole_number_days(api: Api) -> None:
+    """Issue 11: If-Match is documented as required on PATCH (428 without it), and `expires_in_days: 84.0`,
+    an integer to JSON Schema, is accepted as the spec says; 84.5 is not."""
+    spec = (await api.client.get("/openapi.json")).json()
+    for path in ("/v1/needs/{item_id}", "/v1/offers/{item_id}"):
+        params = {p["name"].lower(): p for p in spec["paths"][path]["patch"]["parameters"]}
+        assert params["if-match"]["required"] is True and params["if-match"]["in"] == "header"
+        assert "428" in spec["paths"][path]["patch"]["responses"]
+    org_id, _ = await api.org()
+    r = await api.client.post("/v1/tokens", json={"organization_id": org_id, "expires_in_days": 84.0}, headers=admin())
+    assert r.status_code == 201, r.text
+    assert (await api.client.post("/v1/tokens", json={"organization_id": org_id, "expires_in_days": 84.5}, headers=admin())).status_code == 422
