@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 TOPIC_OF = {"need": "ssmatch.needs", "offer": "ssmatch.offers"}
 KIND_OF = {v: k for k, v in TOPIC_OF.items()}
 MATCHES_TOPIC = "ssmatch.matches"
-EXPIRY_CHECK_S = 15.0
+EXPIRY_CHECK_S = 5.0
+REFRESH_GROWTH = 2.0  # rebuild the centring snapshot when the open corpus has doubled since it was built
 
 
 def topic_partitions(name: str) -> int:
@@ -143,11 +144,23 @@ class MatcherRuntime:
             try:
                 if self.assigned:
                     await self.service.expire_due()
+                await self._maybe_refresh_centring()
                 snap = await centring.load(self.store.meta)
                 if snap is not None and self.centring is not None and snap.version != self.centring.version:
                     await self.use_centring(snap)
             except Exception:
                 log.exception("matcher periodic check failed; will retry")
+
+    async def _maybe_refresh_centring(self) -> None:
+        """One worker (the owner of need partition 0) rebuilds the snapshot when the open corpus has
+        grown enough since the last one: deliberate, rare, and the same version for every worker."""
+        if self.service is None or self.centring is None or 0 not in self.owned["need"]:
+            return
+        open_n = sum(1 for k in ("need", "offer") for d in self.service.index.docs[k].values()
+                     if d.get("status") == "open" and d.get("embedding") is not None)
+        if open_n > 0 and open_n >= REFRESH_GROWTH * max(self.centring.items, 0.5):
+            snap = await self.refresh_centring()
+            log.info("centring snapshot %s built over %d open items", snap.version, snap.items)
 
     async def use_centring(self, snap: CentringSnapshot) -> None:
         """Switch to another centring snapshot and rescore every owned list."""
