@@ -136,9 +136,10 @@ class MatchRepository:
         last_key: Any = None
         if cursor:
             last_key, last_id = decode_cursor(cursor, sort)
-            driver, residual = _split_facets(base)
-            tie = {**driver, "_id": {"$gt": last_id}}
-            tie[key] = last_key  # the cursor's key came from inside the filter's range
+            # the ties of the cursor's key are few: read them by the key's own index, check facets here
+            residual = {k: v for k, v in base.items() if k in DRIVING_FACETS}
+            tie = {k: v for k, v in base.items() if k not in DRIVING_FACETS and k != key}
+            tie.update({"_id": {"$gt": last_id}, key: last_key})  # the cursor's key came from inside the filter's range
             found = self.matches.find(tie).sort(order)
             if residual:
                 docs = [d for d in await found.to_list(None) if _matches(d, residual)][:want]
