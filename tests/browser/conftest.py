@@ -29,14 +29,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="module")
 def workspace(servers: Any) -> Iterator[Workspace]:
     suffix = uuid.uuid4().hex[:8]
-    notify_port = free_port()
+    notify_port, catalog_port = free_port(), free_port()
     settings = Settings.model_validate({
         "kafka_bootstrap_servers": servers.kafka_bootstrap, "mongodb_uri": servers.mongodb_uri,
         "catalog_db": f"t_ui_catalog_{suffix}", "notify_db": f"t_ui_notify_{suffix}", "matcher_db": f"t_ui_matcher_{suffix}",
         "group_prefix": f"ui-{suffix}", "admin_token": ADMIN, "kafka_producer_max_batch_bytes": 1, "outbox_poll_interval_s": 0.2,
-        "notify_port": notify_port, "rate_limit_per_minute": 0,
+        "notify_port": notify_port, "catalog_port": catalog_port, "rate_limit_per_minute": 0,
     })
-    catalog = Served(create_catalog(settings))
+    catalog = Served(create_catalog(settings), catalog_port)  # notify checks tokens at this catalog
     notify = Served(create_notify(settings), notify_port)
     catalog.start()
     notify.start()
