@@ -60,7 +60,7 @@ async def running_catalog(settings: Any) -> AsyncIterator[Catalog]:
         await app.state.store.client.drop_database(settings.catalog_db)
 
 
-async def known_to_notify(notify_app: Any, *orgs: Org, timeout: float = 30) -> None:
+async def known_to_notify(notify_app: Any, *orgs: Org, timeout: float = 90) -> None:
     """Wait until notify's own projection holds these organizations (they arrive as events)."""
     ids = [o.id for o in orgs]
 
