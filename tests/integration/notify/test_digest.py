@@ -117,7 +117,7 @@ async def digest_scenario(app: Any, producer: Any, tag: str, titles: list[str], 
         n = await deliveries.count_documents({**mine, "digest": True, "status": "pending"})
         return n if n == 6 else 0
 
-    await eventually(planned, timeout=30)
+    await eventually(planned, timeout=90)
     # the inbox does not wait for the digest
     for h in (desk_h, other_h):
         items = (await api.get("/v1/notifications", params={"limit": 100}, headers=h)).json()["items"]
@@ -133,7 +133,7 @@ async def digest_scenario(app: Any, producer: Any, tag: str, titles: list[str], 
     async def both_sent() -> int:
         return await deliveries.count_documents({**mine, "status": "sent"}) == 6
 
-    await eventually(both_sent, timeout=20)
+    await eventually(both_sent, timeout=60)
     await asyncio.sleep(0.5)  # time for any extra message to show up
     for address, greeting in (("desk@brokers.example", "3 proposed matches"), ("other@brokers.example", "3 mises en relation")):
         texts = mailbox.texts(tag, to=address)
