@@ -51,7 +51,7 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         offers = [httpx.post(f"{catalog}/v1/offers", json=offer(i, "frozen"), headers=auth(provider), timeout=30) for i in range(1, 4)]
         needs = [httpx.post(f"{catalog}/v1/needs", json=need(i, "frozen"), headers=auth(office), timeout=30) for i in range(1, 4)]
         assert all(x.status_code == 201 for x in needs + offers)
-        poll(lambda: _metric(catalog, "ssmatch_outbox_pending") == 0, timeout=30)
+        poll(lambda: _metric(catalog, "ssmatch_outbox_pending") == 0, timeout=90)
         children = descendants(run.proc.pid)
         assert len(children) >= 5  # broker, store, catalog, matcher, notify
         t0 = time.monotonic()
@@ -66,7 +66,7 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
     try:
         again.wait_for("Press Ctrl-C to stop.", timeout=180)
         catalog, notify = again.url("catalog"), again.url("notify")
-        poll(lambda: (_metric(catalog, "ssmatch_outbox_recoveries_total") or 0) >= 1, timeout=60)
+        poll(lambda: (_metric(catalog, "ssmatch_outbox_recoveries_total") or 0) >= 1, timeout=120)
         assert (_metric(catalog, "ssmatch_outbox_recovered_events_total") or 0) >= 9  # 8 items + 1 decision at least
 
         need_ids = [n0] + [x.json()["id"] for x in needs]
@@ -78,9 +78,9 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
             return [n["match_id"] for n in items if n["kind"] == "match_approved"]
 
         for token in (office, provider):
-            poll(lambda token=token: approvals(token), timeout=60)
+            poll(lambda token=token: approvals(token), timeout=120)
         # Let notify drain what the recovery re-relayed, then count: once per party, not twice.
-        poll(lambda: _consumed_everything(catalog), timeout=60)
+        poll(lambda: _consumed_everything(catalog), timeout=120)
         proposed = poll(lambda: _broker_inbox(notify, broker, need_ids), timeout=120)
         assert approvals(office) == [decided] and approvals(provider) == [decided]
         assert max(Counter(proposed).values()) == 1, Counter(proposed)
@@ -88,7 +88,7 @@ def test_work_accepted_before_a_stop_is_done_after_the_restart_exactly_once(tmp_
         # The embedded broker itself killed while running: supervised back (empty), refilled by the relay.
         broker_pid = next(p for p in descendants(again.proc.pid) if b"tansu" in Path(f"/proc/{p}/cmdline").read_bytes())
         os.kill(broker_pid, signal.SIGKILL)
-        again.wait_for("broker (Tansu) restarted", timeout=60)
+        again.wait_for("broker (Tansu) restarted", timeout=120)
         assert httpx.post(f"{catalog}/v1/offers", json=offer(9, "after-broker"), headers=auth(provider), timeout=30).status_code == 201
         late = httpx.post(f"{catalog}/v1/needs", json=need(9, "after-broker"), headers=auth(office), timeout=30).json()["id"]
         poll(lambda: httpx.get(f"{catalog}/v1/needs/{late}/matches", headers=auth(office), timeout=10).json()["items"], timeout=180)
