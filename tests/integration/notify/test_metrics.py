@@ -14,6 +14,7 @@ from services.notify.app import create_app
 from ssmatch.asyncapi import generate
 from ssmatch.metrics import sample
 from tests.helpers import uid
+from tests.helpers import eventually
 from tests.integration.notify.conftest import ADMIN, known_to_notify, running_catalog
 
 pytestmark = [pytest.mark.integration]
@@ -32,6 +33,11 @@ async def test_metrics_are_prometheus_text_with_latency_lag_and_no_secrets(make_
                 assert hook.status_code == 201
                 assert (await api.delete(f"/v1/webhooks/{hook.json()['id']}", headers=org.headers)).status_code == 200
                 assert (await api.get("/v1/notifications", headers={"Authorization": "Bearer ssm_" + "z" * 43})).status_code == 401
+
+                async def processed() -> bool:  # counted once the consumer's batch is committed
+                    return (sample((await api.get("/metrics")).text, "ssmatch_events_processed_total") or 0) >= 1
+
+                await eventually(processed, timeout=60)
                 r = await api.get("/metrics")
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
             text = r.text
