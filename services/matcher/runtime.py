@@ -74,12 +74,26 @@ class MatcherRuntime:
     def owns(self, kind: str, item_id: str) -> bool:
         return partition_for(item_id, self.partitions[kind]) in self.owned[kind]
 
-    async def send(self, records: list[Record]) -> None:
-        """Send and wait for every ack: a step is marked sent only after this returns."""
+    async def send(self, records: list[Record], attempts: int = 8) -> None:
+        """Send and wait for every ack: a step is marked sent only after this returns.
+
+        Records the broker refused are sent again with backoff (a broker that just restarted can refuse
+        produce requests for a moment); their event ids are stable, so a repeat is absorbed downstream."""
         assert self.producer is not None
-        futures = [await self.producer.send(MATCHES_TOPIC, key=k, value=v) for k, v in records]
-        for fut in futures:
-            await fut
+        pending = list(records)
+        for attempt in range(attempts):
+            futures = [await self.producer.send(MATCHES_TOPIC, key=k, value=v) for k, v in pending]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [rec for rec, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
+            errors = [res for res in results if isinstance(res, BaseException)]
+            if not failed:
+                break
+            if attempt == attempts - 1:
+                raise errors[0]
+            log.warning("broker refused %d of %d match events; sending them again", len(failed), len(pending),
+                        extra={"error": type(errors[0]).__name__})
+            pending = failed
+            await asyncio.sleep(min(8.0, 0.25 * 2**attempt))
         for _, v in records:
             self.metrics.emitted(v)
 
