@@ -543,6 +543,11 @@ async def items(request: Request, kinds: str) -> Response:
     return render(page, "items.html", kind=kind, items=docs, done=request.query_params.get("done"))
 
 
+def _split_list(value: Any) -> list[str]:
+    """A free-text list field: entries separated by commas or semicolons, blanks dropped."""
+    return [s.strip() for s in str(value or "").replace(";", ",").split(",") if s.strip()]
+
+
 def _form_fields(form: Any, kind: str) -> dict[str, Any]:
     """The item fields of a posted form (API field names; lists from checkboxes and selects)."""
     fields: dict[str, Any] = {
@@ -551,9 +556,9 @@ def _form_fields(form: Any, kind: str) -> dict[str, Any]:
         "sdgs": [int(s) for s in form.getlist("sdgs") if str(s).isdigit()],
         "sectors": [str(s) for s in form.getlist("sectors")],
         "modalities": [str(s) for s in form.getlist("modalities")],
-        "languages": [s.strip().lower() for s in str(form.get("languages") or "").replace(";", ",").split(",") if s.strip()],
-        "sdg_targets": [s.strip() for s in str(form.get("sdg_targets") or "").replace(";", ",").split(",") if s.strip()],
-        "keywords": [s.strip() for s in str(form.get("keywords") or "").replace(";", ",").split(",") if s.strip()],
+        "languages": [s.lower() for s in _split_list(form.get("languages"))],
+        "sdg_targets": _split_list(form.get("sdg_targets")),
+        "keywords": _split_list(form.get("keywords")),
         "gender_responsive": form.get("gender_responsive") == "yes",
     }
     if form.get("country"):
