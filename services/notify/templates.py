@@ -42,6 +42,9 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+
 KINDS: tuple[str, ...] = (
     "match_proposed",
     "match_approved",
@@ -129,18 +132,24 @@ class _Phrases:
         return Template(self(section, key)).substitute(values)
 
     def plural(self, section: str, stem: str, n: int) -> str:
-        """``<stem>_one`` or ``<stem>_other`` by the language's rule, with ``$n`` filled."""
-        return self.fill(section, f"{stem}_{_plural_category(self.language, n)}", n=str(n))
+        """``<stem>_<CLDR category>`` by the language's rule (Babel), with ``$n`` filled; a catalogue
+        that lacks the category (e.g. Arabic's ``few`` before a translator adds it) falls back to
+        ``<stem>_other``."""
+        key = f"{stem}_{_plural_category(self.language, n)}"
+        if self.get(section, key) is None:
+            key = f"{stem}_other"
+        return self.fill(section, key, n=str(n))
 
     def percent(self, fraction: float) -> str:
         return self.fill("common", "percent", n=str(round(fraction * 100)))
 
 
 def _plural_category(language: str, n: int) -> str:
-    # CLDR cardinal rules for integers: French treats 0 and 1 as singular, English and Spanish only 1.
-    if language == "fr":
-        return "one" if n in (0, 1) else "other"
-    return "one" if n == 1 else "other"
+    """CLDR cardinal category of ``n`` in ``language`` (French: 0 and 1 are "one"; Arabic has six)."""
+    try:
+        return str(Locale.parse(language).plural_form(n))
+    except (ValueError, UnknownLocaleError):
+        return "one" if n == 1 else "other"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,12 +316,20 @@ def _prepare_lifecycle(v: _Values, c: Mapping[str, Any]) -> None:
     _optional_line(v, "note_block", "common", "note", c.get("note"), "note")
 
 
-def _format_date(raw: Any) -> str:
-    if isinstance(raw, datetime):
-        return raw.date().isoformat()
-    if isinstance(raw, date):
-        return raw.isoformat()
-    return _str(raw)[:10]
+def _format_date(raw: Any, language: str = DEFAULT_LANGUAGE) -> str:
+    """The day in the reader's words (Babel's long format, e.g. "30 juin 2026") with the ISO date
+    after it, so a reader and a mail filter both understand it."""
+    day: date | None = raw.date() if isinstance(raw, datetime) else raw if isinstance(raw, date) else None
+    if day is None:
+        try:
+            day = date.fromisoformat(_str(raw)[:10])
+        except ValueError:
+            return _str(raw)[:10]
+    try:
+        words = format_date(day, format="long", locale=language)
+    except (ValueError, UnknownLocaleError):
+        return day.isoformat()
+    return f"{words} ({day.isoformat()})"
 
 
 def _prepare_expiry(v: _Values, c: Mapping[str, Any]) -> None:
@@ -328,7 +345,7 @@ def _prepare_expiry(v: _Values, c: Mapping[str, Any]) -> None:
     v.put("item_title", _title(v, c, "item_title"))
     when = v.p("expiry_reminder", "today") if raw_days == 0 else v.p.plural("expiry_reminder", "in_days", raw_days)
     v.put("when", when)
-    _optional_line(v, "expires_on_block", "expiry_reminder", "expires_on", _format_date(c.get("expires_on")), "date")
+    _optional_line(v, "expires_on_block", "expiry_reminder", "expires_on", (_format_date(c.get("expires_on"), v.p.language) if c.get("expires_on") else None), "date")
 
 
 def _prepare_digest(v: _Values, c: Mapping[str, Any]) -> None:

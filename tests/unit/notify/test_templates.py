@@ -255,3 +255,15 @@ def test_delivery_message_ids_are_valid_stable_and_distinct() -> None:
         msg = build_message("a@b.example", "s", "t", "<p>t</p>", "S <s@x.example>", message_id=mid)
         parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
         assert str(parsed["Message-ID"]) == f"<{mid}>" and ":" not in mid, i  # the whole id survives a round trip
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", "June 30, 2026"), ("fr", "30 juin 2026"), ("es", "30 de junio de 2026")])
+def test_expiry_dates_are_written_in_the_readers_language_with_the_iso_date(lang: str, words: str) -> None:
+    out = render("expiry_reminder", lang, SAMPLES["expiry_reminder"])
+    assert f"{words} (2026-06-30)" in out.text
+
+
+def test_a_plural_category_the_catalogue_lacks_falls_back_to_other() -> None:
+    # CLDR puts French millions in "many"; the catalogue has only one/other
+    out = render("expiry_reminder", "fr", {**SAMPLES["expiry_reminder"], "days": 1_000_000})
+    assert "dans 1000000 jours" in out.subject
