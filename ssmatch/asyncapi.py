@@ -49,7 +49,7 @@ def _channel_key(topic: str) -> str:
 
 
 def generate() -> dict[str, Any]:
-    docs = schemas._load_all()  # noqa: SLF001 - the same loading the validators use
+    docs = schemas._load_all()
     components = {component_name(sid): _localise(copy.deepcopy(doc)) for sid, doc in sorted(docs.items())}
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}

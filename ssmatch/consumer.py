@@ -9,6 +9,7 @@ on; transient failures (store or broker down) are retried with backoff, never de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -70,19 +71,15 @@ class EventConsumer:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-                except asyncio.CancelledError:
-                    pass
         await self._close()
 
     async def _close(self) -> None:
         for client in (self._consumer, self._producer):
             if client is not None:
-                try:
+                with contextlib.suppress(Exception):
                     await client.stop()
-                except Exception:  # noqa: BLE001
-                    pass
         self._consumer = self._producer = None
 
     async def _connect(self) -> None:
@@ -100,10 +97,8 @@ class EventConsumer:
             except Exception as exc:  # noqa: BLE001 - broker not up yet
                 log.warning("consumer cannot connect; retrying", extra={"consumer": self.name, "error": str(exc)})
                 for client in (consumer, producer):
-                    try:
+                    with contextlib.suppress(Exception):
                         await client.stop()
-                    except Exception:  # noqa: BLE001
-                        pass
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

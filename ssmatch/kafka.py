@@ -121,7 +121,7 @@ def deadletter_event(consumer: str, record: ConsumerRecord, reason: str) -> Enve
         source_key=key,
         reason=reason[:2000],
         raw=text,
-        raw_encoding=encoding,  # type: ignore[arg-type]
+        raw_encoding=encoding,
     )
     entity_type: Any = "need" if "need" in record.topic else "offer" if "offer" in record.topic else "match"
     return make_event(

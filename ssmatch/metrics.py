@@ -69,7 +69,7 @@ class ServiceMetrics:
         for refresh in self._refreshers:
             try:
                 await refresh()
-            except Exception:  # noqa: BLE001 - a scrape shows what it can; the failure is counted and logged
+            except Exception:
                 self.scrape_errors.labels(self.service).inc()
                 log.exception("metrics refresh failed")
         return generate_latest(self.registry)

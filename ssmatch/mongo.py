@@ -12,20 +12,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 T = TypeVar("T")
 
 
-def make_client(uri: str) -> AsyncMongoClient:
+def make_client(uri: str) -> AsyncMongoClient[dict[str, Any]]:
     # tz_aware: every datetime we read back is UTC-aware, like the ones we write.
     return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10000, appname="ssmatch")
 
 
-async def ping(client: AsyncMongoClient) -> None:
+async def ping(client: AsyncMongoClient[dict[str, Any]]) -> None:
     await client.admin.command("ping")
 
 
-async def in_transaction(client: AsyncMongoClient, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+async def in_transaction(client: AsyncMongoClient[dict[str, Any]], work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
     """Run `work` in one multi-document transaction (retried on transient errors by pymongo)."""
     async with client.start_session() as session:
         return await session.with_transaction(work)
 
 
-def database(client: AsyncMongoClient, name: str) -> AsyncDatabase[dict[str, Any]]:
+def database(client: AsyncMongoClient[dict[str, Any]], name: str) -> AsyncDatabase[dict[str, Any]]:
     return client.get_database(name)

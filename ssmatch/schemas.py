@@ -65,11 +65,12 @@ def validation_errors(instance: Any, schema_id: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def topics() -> list[dict[str, Any]]:
-    return json.loads((SCHEMA_DIR / "topics.json").read_text(encoding="utf-8"))["topics"]
+    found: list[dict[str, Any]] = json.loads((SCHEMA_DIR / "topics.json").read_text(encoding="utf-8"))["topics"]
+    return found
 
 
 def topic_for_event(event_type: str) -> str:
     for topic in topics():
         if event_type in topic["events"]:
-            return topic["name"]
+            return str(topic["name"])
     raise KeyError(f"no topic carries {event_type}")

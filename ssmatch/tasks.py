@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class BackgroundTask:
@@ -20,10 +21,8 @@ class BackgroundTask:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         await self._close()
 
@@ -31,10 +30,8 @@ class BackgroundTask:
         self._wakeup.set()
 
     async def wait_for_wake(self, timeout_s: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=timeout_s)
-        except TimeoutError:
-            pass
         self._wakeup.clear()
 
     async def _run(self) -> None:

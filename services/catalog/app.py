@@ -11,19 +11,19 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.catalog import metrics as catalog_metrics
 from services.catalog.adapters.matches import FacetEnricher, MatchRepository
 from services.catalog.api import router
 from services.catalog.api.errors import install_domain_errors
-from services.catalog import metrics as catalog_metrics
-from services.catalog.introspect import router as introspect_router
 from services.catalog.importer import MAX_FILE_BYTES
+from services.catalog.introspect import router as introspect_router
 from services.catalog.outbox import OutboxRelay
 from services.catalog.projection import match_projection
 from services.catalog.ratelimit import RateLimiter
 from services.catalog.service import Catalog
+from services.catalog.store import CatalogStore
 from services.catalog.ui import mount as mount_workspace
 from services.catalog.ui.sessions import Sessions
-from services.catalog.store import CatalogStore
 from ssmatch.auth import TokenAuthority
 from ssmatch.http import BodySizeLimitMiddleware, CorrelationIdMiddleware, install_error_handlers
 from ssmatch.mongo import make_client, ping

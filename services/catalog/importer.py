@@ -127,7 +127,7 @@ def _xlsx_rows(data: bytes) -> list[list[str]]:
         from openpyxl import load_workbook
 
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a readable workbook"
+    except Exception as exc:
         raise ImportFileError(f"the XLSX file cannot be read: {type(exc).__name__}") from exc
     try:
         sheet = workbook.worksheets[0]
@@ -156,10 +156,7 @@ def _is_list_field(model: type[BaseModel], name: str) -> bool:
     if info is None:
         return False
     annotation = info.annotation
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if typing.get_origin(candidate) is list:
-            return True
-    return False
+    return any(typing.get_origin(candidate) is list for candidate in (annotation, *typing.get_args(annotation)))
 
 
 def unknown_columns(kind: str, columns: list[str]) -> list[str]:

@@ -43,10 +43,10 @@ async def insert_org(store: CatalogStore, doc: dict[str, Any]) -> None:
 
     async def work(session: AsyncClientSession) -> None:
         await store.orgs.insert_one(doc, session=session)
-        await store._emit(session, organization_event("created", doc))  # noqa: SLF001
+        await store._emit(session, organization_event("created", doc))
 
     await in_transaction(store.client, work)
-    store._on_outbox_write()  # noqa: SLF001
+    store._on_outbox_write()
 
 
 async def revoke_token(store: CatalogStore, token_id: str) -> bool:
@@ -58,10 +58,10 @@ async def revoke_token(store: CatalogStore, token_id: str) -> bool:
             return_document=ReturnDocument.AFTER, session=session,
         )
         if doc is not None:
-            await store._emit(session, token_revoked_event(doc))  # noqa: SLF001
+            await store._emit(session, token_revoked_event(doc))
         return doc
 
     revoked = await in_transaction(store.client, work)
     if revoked is not None:
-        store._on_outbox_write()  # noqa: SLF001
+        store._on_outbox_write()
     return revoked is not None

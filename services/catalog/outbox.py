@@ -33,6 +33,7 @@ can forget:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -106,12 +107,11 @@ class OutboxRelay(BackgroundTask):
         await self._close_clients()
         if self.token is not None:
             # Hand the lease over now rather than after it expires (a clean stop, not a crash).
-            try:
+            # the store may be gone at shutdown; the lease then simply expires
+            with contextlib.suppress(Exception):
                 await self.leases.update_one(
                     {"_id": LEASE_ID, "owner": self.owner, "token": self.token}, {"$set": {"expires_at": utcnow()}}
                 )
-            except Exception:  # noqa: BLE001 - the store may be gone at shutdown; the lease then expires
-                pass
             self.token = None
 
     async def _close_clients(self) -> None:
@@ -289,7 +289,7 @@ class OutboxRelay(BackgroundTask):
         if not marks:
             return []
         probe = await self._ensure_probe()
-        await probe._client.force_metadata_update()  # noqa: SLF001 - fresh topic list, not a cached one
+        await probe._client.force_metadata_update()
         tps = [_mark_tp(k) for k in marks]
         known = [tp for tp in tps if tp.partition in (probe.partitions_for_topic(tp.topic) or set())]
         lost = [f"{tp.topic}[{tp.partition}] is missing" for tp in tps if tp not in known]

@@ -22,6 +22,7 @@ from services.catalog.domain import items as item_rules
 from services.catalog.domain.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.catalog.domain.items import etag_for, parse_if_match  # noqa: F401 - re-exported for older imports
 from services.catalog.models import ItemFields, NeedCreate, OfferCreate, OrganizationCreate
+from services.catalog.projection import project, proposal_fields
 from ssmatch import reference
 from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
 from ssmatch.events import (
@@ -32,7 +33,6 @@ from ssmatch.events import (
     MatchRetractedPayload,
     make_event,
 )
-from services.catalog.projection import project, proposal_fields
 from ssmatch.mongo import in_transaction
 from ssmatch.text import fold, guess_script_language
 

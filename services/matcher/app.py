@@ -53,11 +53,11 @@ def create_app(runtime: MatcherRuntime) -> faust.App:
     pending: set[asyncio.Task[None]] = set()
 
     @app.on_partitions_revoked.connect
-    async def _on_revoked(app: faust.App, revoked: Any, **_: Any) -> None:  # noqa: ARG001
+    async def _on_revoked(app: faust.App, revoked: Any, **_: Any) -> None:
         runtime.owned = {"need": set(), "offer": set()}  # write no list until the new assignment is known
 
     @app.on_partitions_assigned.connect
-    async def _on_assigned(app: faust.App, assigned: Any, **_: Any) -> None:  # noqa: ARG001
+    async def _on_assigned(app: faust.App, assigned: Any, **_: Any) -> None:
         current = set(assigned)  # faust passes the whole new assignment
         await runtime.ensure_started()
         # reconcile in the background: the rebalance callback must return quickly

@@ -35,7 +35,7 @@ class FrozenCentroids(LanguageCentroids):
     def centroid(self, language: str | None) -> np.ndarray:
         return self.table.get(language or "und", self.table[UNSEEN])
 
-    def add(self, language: str | None, vector: np.ndarray) -> None:  # noqa: ARG002
+    def add(self, language: str | None, vector: np.ndarray) -> None:
         raise TypeError("a centring snapshot is frozen; build a new one")
 
     remove = add

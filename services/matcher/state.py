@@ -8,6 +8,7 @@ worker that dies between storing and sending is completed by the next owner (sam
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -92,10 +93,8 @@ class MatcherStore:
 
     async def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
         for h, v in vectors.items():
-            try:
+            with contextlib.suppress(DuplicateKeyError):
                 await self.vectors.update_one({"_id": h}, {"$setOnInsert": {"v": pack(v)}}, upsert=True)
-            except DuplicateKeyError:
-                pass
 
     # ---- lists -------------------------------------------------------------------------------------
     async def load_lists(self, keys: list[Key]) -> dict[Key, tuple[ListState, list[str]]]:

@@ -178,7 +178,7 @@ class DeliveryWorker(BackgroundTask):
                         self._spawn(self._leased(group, self._deliver_digest(group)))
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep the worker alive; claims expire and are retried
+            except Exception:
                 log.exception("delivery loop error")
             if not claimed_full:
                 await self.wait_for_wake(self.settings.delivery_poll_interval_s)
@@ -214,7 +214,7 @@ class DeliveryWorker(BackgroundTask):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             raise
-        except Exception:  # noqa: BLE001 - logged; the lease expires and the record is retried
+        except Exception:
             log.exception("delivery task failed", extra={"deliveries": [d["_id"] for d in records]})
 
     async def _deliver(self, d: dict[str, Any]) -> None:
@@ -225,7 +225,7 @@ class DeliveryWorker(BackgroundTask):
                 await self._deliver_email(d)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others
+        except Exception as exc:
             log.exception("delivery failed unexpectedly", extra={"delivery": d["_id"]})
             await self._retry_or_fail(d, d.get("attempts", 0) + 1, type(exc).__name__, True)
 
@@ -298,7 +298,7 @@ class DeliveryWorker(BackgroundTask):
             for d in group:
                 await self._retry_or_fail(d, attempts, f"digest e-mail to {d['target']}: {exc}", exc.transient)
             return
-        except Exception as exc:  # noqa: BLE001 - e.g. a record whose context cannot be rendered
+        except Exception as exc:
             log.exception("digest failed unexpectedly", extra={"deliveries": [d["_id"] for d in group]})
             for d in group:
                 await self._retry_or_fail(d, attempts, f"digest e-mail to {d['target']}: {exc!r}", True)
@@ -324,7 +324,7 @@ class DeliveryWorker(BackgroundTask):
             )
             event = make_event("deadletter.recorded", "match", d.get("match_id") or d["_id"], payload, producer="notify")
             await self._producer.send_and_wait(DEADLETTER_TOPIC, key=event.entity_id.encode(), value=event.to_bytes())
-        except Exception:  # noqa: BLE001 - the failure is recorded in Mongo either way
+        except Exception:
             log.exception("could not dead-letter a failed delivery", extra={"delivery": d["_id"]})
             if self._producer is not None:
                 await self._producer.stop()

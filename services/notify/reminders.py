@@ -93,6 +93,6 @@ class ExpiryReminder(BackgroundTask):
                 await self.scan_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - try again at the next scan
+            except Exception:
                 log.exception("expiry scan failed")
             await self.wait_for_wake(self.settings.expiry_scan_interval_s)

@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from ssmatch.events import Envelope, MatchDecidedPayload, MatchLifecyclePayload, MatchProposedPayload
 
-
 #: lifecycle steps notify has messages for (services/notify/templates.py LIFECYCLE_EVENTS)
 ANNOUNCED_LIFECYCLE = frozenset({"declined", "agreement_reached", "completed"})
 

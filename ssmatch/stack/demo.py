@@ -28,7 +28,8 @@ ROLE = {"country_office": "country office", "solution_provider": "provider", "br
 
 
 def demo_data(path: Path = DEMO_FILE) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def _body(item: dict[str, Any], extra_fields: tuple[str, ...]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ssmatch.stack.processes import Child, port_open, python, wait_until
 
@@ -49,7 +50,7 @@ def _wait_mongo_ping(port: int, timeout_s: float, child: Child) -> None:
 
     def ok() -> bool:
         try:
-            with MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500) as c:
+            with MongoClient[dict[str, Any]](f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500) as c:
                 c.admin.command("ping")
             return True
         except PyMongoError:

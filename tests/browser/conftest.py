@@ -18,7 +18,7 @@ from services.catalog.app import create_app as create_catalog
 from services.notify.app import create_app as create_notify
 from ssmatch.settings import Settings
 from ssmatch.stack.processes import free_port
-from tests.browser.helpers import ADMIN, CHROMIUM, CHROMIUM_ARGS, Workspace, Served
+from tests.browser.helpers import ADMIN, CHROMIUM, CHROMIUM_ARGS, Served, Workspace
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

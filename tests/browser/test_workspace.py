@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,7 +98,7 @@ def test_broker_filters_opens_approves_and_both_parties_respond(workspace: Works
     # CSV export downloads the rows shown
     with broker.expect_download() as download:
         broker.click("a[href^='/ui/queue.csv']")
-    exported = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
     assert [r["match_id"] for r in exported] == shown
 
     broker.click(f"#queue tr[data-id='{ids[0]}'] a.open")
@@ -153,7 +154,7 @@ def test_provider_reports_an_outcome_and_the_dashboard_changes(workspace: Worksp
     def people_trained(page: Any) -> int:
         with page.expect_download() as download:
             page.click("#chart-outcomes a[download]")
-        rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+        rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
         return int(dict((r[0], r[1]) for r in rows[1:])["people_trained"])
 
     before = completed(broker)
@@ -176,7 +177,7 @@ def test_provider_reports_an_outcome_and_the_dashboard_changes(workspace: Worksp
     assert match_status(workspace, match_id)["outcome"]["people_trained"] == 40
     with broker.expect_download() as download:
         broker.click("#chart-funnel a[download]")
-    rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
     assert rows[0][0] == "funnel" and dict((r[0], r[1]) for r in rows[1:])["completed"] == str(before + 1)
     broker.goto("/ui/dashboard?lang=en")
     screenshot(broker, "dashboard-en")

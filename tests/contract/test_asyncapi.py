@@ -48,8 +48,8 @@ def test_embedded_schemas_validate_real_events() -> None:
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
-    from tests.unit.shared.test_event_contract import SAMPLES
     from ssmatch.events import make_event
+    from tests.unit.shared.test_event_contract import SAMPLES
 
     doc = generate()
     registry = Registry().with_resource("urn:asyncapi", DRAFT202012.create_resource(doc))

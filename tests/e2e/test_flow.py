@@ -60,9 +60,9 @@ OFFER = {
 
 
 def test_need_and_offer_become_a_match_that_a_broker_approves_and_both_parties_hear_of(catalog: httpx.Client, notify: httpx.Client) -> None:
-    office_id, office = make_org(catalog, "Ministry of Agriculture, Malawi", "country_office", "MWI")
-    provider_id, provider = make_org(catalog, "Agricultural research agency, Brazil", "solution_provider", "BRA")
-    broker_id, broker = make_org(catalog, "South-South brokers", "broker", "KEN")
+    _office_id, office = make_org(catalog, "Ministry of Agriculture, Malawi", "country_office", "MWI")
+    _provider_id, provider = make_org(catalog, "Agricultural research agency, Brazil", "solution_provider", "BRA")
+    _broker_id, broker = make_org(catalog, "South-South brokers", "broker", "KEN")
 
     need = catalog.post("/v1/needs", json=NEED, headers=auth(office))
     assert need.status_code == 201, need.text

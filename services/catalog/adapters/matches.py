@@ -208,7 +208,7 @@ class MatchRepository:
     @staticmethod
     def _and_range(existing: Any, extra: dict[str, Any]) -> Any:
         if existing is None:
-            return extra["$eq"] if "$eq" in extra else extra
+            return extra.get("$eq", extra)
         return _tighter(existing, extra)
 
     async def list_by_item(self, kind: str, item_id: str, status: str | None, limit: int) -> list[dict[str, Any]]:
@@ -287,14 +287,14 @@ class MatchRepository:
                 need_title=saved.get("need_title"), offer_title=saved.get("offer_title"), score=saved["score"],
                 explanation=saved.get("explanation") or {},
             )
-            await store._emit(session, make_event("match.decided", "match", match_id, payload, producer=PRODUCER))  # noqa: SLF001
-            await store._audit(session, principal, f"match.{decision}", "match", match_id, {"status": status, "note": note})  # noqa: SLF001
+            await store._emit(session, make_event("match.decided", "match", match_id, payload, producer=PRODUCER))
+            await store._audit(session, principal, f"match.{decision}", "match", match_id, {"status": status, "note": note})
             return saved
 
         saved = await in_transaction(store.client, work)
         if saved is None:
             raise Conflict(f"match {match_id} was decided or claimed by someone else just now; read it again", code="already_decided")
-        store._on_outbox_write()  # noqa: SLF001
+        store._on_outbox_write()
         return saved
 
     async def record_step(
@@ -324,14 +324,14 @@ class MatchRepository:
                 reported_by=actor, need_organization_id=saved["need_organization_id"], offer_organization_id=saved["offer_organization_id"],
                 need_title=saved.get("need_title"), offer_title=saved.get("offer_title"), party=party, outcome=outcome,  # type: ignore[arg-type]
             )
-            await store._emit(session, make_event("match.lifecycle", "match", match_id, payload, producer=PRODUCER))  # noqa: SLF001
-            await store._audit(session, principal, f"match.{event}", "match", match_id, {"lifecycle": event, "party": party, "note": note})  # noqa: SLF001
+            await store._emit(session, make_event("match.lifecycle", "match", match_id, payload, producer=PRODUCER))
+            await store._audit(session, principal, f"match.{event}", "match", match_id, {"lifecycle": event, "party": party, "note": note})
             return saved
 
         saved = await in_transaction(store.client, work)
         if saved is None:
             raise Conflict(f"match {match_id} changed just now; read it again", code="invalid_transition")
-        store._on_outbox_write()  # noqa: SLF001
+        store._on_outbox_write()
         return saved
 
 
@@ -339,9 +339,7 @@ def _tighter(existing: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Combine two range conditions on one field, keeping the tighter bound of each operator."""
     out = dict(existing)
     for op, value in extra.items():
-        if op not in out:
-            out[op] = value
-        elif op == "$eq":
+        if op not in out or op == "$eq":
             out[op] = value
         elif op in ("$lt", "$lte"):
             out[op] = min(out[op], value)
@@ -368,7 +366,7 @@ class FacetEnricher(BackgroundTask):
                 self.enriched_total += await self.repo.enrich_pending(at_most=2000)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - retried on the next pass; the queue read enriches too
+            except Exception:
                 self.errors_total += 1
                 log.warning("match facet enrichment failed; retrying", exc_info=True)
             await self.wait_for_wake(self.interval_s)

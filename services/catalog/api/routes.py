@@ -10,7 +10,9 @@ from fastapi import File, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from services.catalog import importer, service
-from services.catalog.api.common import ETAG_HEADER, errors as _errors, jsonable as _jsonable, make_router, ok
+from services.catalog.api.common import ETAG_HEADER, make_router, ok
+from services.catalog.api.common import errors as _errors
+from services.catalog.api.common import jsonable as _jsonable
 from services.catalog.api.deps import AdminCaller, Caller, CatalogDep, ImporterCaller, StaffCaller, Store
 from services.catalog.models import (
     ImportResult,

@@ -62,7 +62,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         kind, value, match_id = json.loads(raw)
-    except Exception as exc:  # noqa: BLE001 - any undecodable cursor is the caller's mistake
+    except Exception as exc:
         raise bad from exc
     if kind != sort or not isinstance(match_id, str) or len(match_id) > 130:
         raise bad

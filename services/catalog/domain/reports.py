@@ -103,7 +103,7 @@ def summarize(needs: list[Mapping[str, Any]], offers: list[Mapping[str, Any]], m
     first_intro: dict[str, datetime] = {}
     approved_needs, agreement_needs, completed_needs, matched_needs = set(), set(), set(), set()
     for m in matches:
-        need_id = m.get("need_id")
+        need_id = str(m.get("need_id"))
         created = _aware(m.get("created_at")) or _aware(m.get("proposed_at"))
         if created and (need_id not in first_match or created < first_match[need_id]):
             first_match[need_id] = created
@@ -135,7 +135,7 @@ def summarize(needs: list[Mapping[str, Any]], offers: list[Mapping[str, Any]], m
 
     people = beneficiaries = gender_outcomes = 0
     countries: set[str] = set()
-    money: Counter[str] = Counter()
+    money: dict[str, float] = {}
     for m in completed:
         outcome = m.get("outcome") or {}
         people += int(outcome.get("people_trained") or 0)
@@ -143,7 +143,8 @@ def summarize(needs: list[Mapping[str, Any]], offers: list[Mapping[str, Any]], m
         countries.update(outcome.get("countries") or [])
         resources = outcome.get("resources_mobilised") or None
         if resources:
-            money[resources.get("currency") or "USD"] += float(resources.get("amount") or 0)
+            currency = resources.get("currency") or "USD"
+            money[currency] = money.get(currency, 0.0) + float(resources.get("amount") or 0)
         gender_outcomes += bool(outcome.get("gender_responsive"))
 
     partnership_ids = {m.get("_id") for m in partnerships}

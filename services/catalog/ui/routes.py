@@ -20,7 +20,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
-from services.catalog import importer
 from services.catalog.service import Catalog
 from services.catalog.ui import i18n, labels, usecases
 from services.catalog.ui.sessions import CSRF_COOKIE, SESSION_COOKIE, Sessions, new_csrf, same

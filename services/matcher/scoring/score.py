@@ -127,8 +127,8 @@ class _Tables:
     @classmethod
     def of(cls, rules: Rules) -> _Tables:
         # model_copy() copies private attributes: rebuild when the slot belongs to another Rules
-        if rules._derived is None or rules._derived.source is not rules:  # noqa: SLF001
-            rules._derived = cls(rules)  # noqa: SLF001
+        if rules._derived is None or rules._derived.source is not rules:
+            rules._derived = cls(rules)
         return rules._derived  # type: ignore[no-any-return]
 
 

@@ -178,7 +178,7 @@ async def test_list_filters_text_search_and_cursor_pagination(api: Api) -> None:
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert seen == list(reversed(made + [zh_id]))  # newest first, each once
+    assert seen == list(reversed([*made, zh_id]))  # newest first, each once
     by_sdg = (await api.client.get("/v1/needs", params={**params, "sdg": 6}, headers=office)).json()["items"]
     assert len(by_sdg) == 4
     by_sector = (await api.client.get("/v1/needs", params={**params, "sector": "food_security"}, headers=office)).json()["items"]

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from services.catalog import service
-from services.catalog.models import DecisionIn
-from ssmatch.auth import Principal
 from typing import Any
 
 import pytest
 
+from services.catalog import service
+from services.catalog.models import DecisionIn
+from ssmatch.auth import Principal
 from ssmatch.events import MatchProposedPayload
 from tests.integration.catalog.conftest import NEED, OFFER, Api, admin
 
@@ -263,7 +262,7 @@ async def test_authorization_matrix(api: Api, name: str, setup: Setup, expected:
     contact_rule = expected if isinstance(expected, str) else None
     if contact_rule:
         await api.app.state.store.orgs.update_one({"_id": world.orgs["seeker_a"]}, {"$set": {"contact": {"name": "A", "email": "a@example.org"}}})
-        api.app.state.store._org_cache.clear()  # noqa: SLF001 - the contact was set behind the API's back
+        api.app.state.store._org_cache.clear()
         expected = everyone()
     wrong = []
     for caller in CALLERS:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from ssmatch.kafka import ensure_topics
+from ssmatch.metrics import sample
 from ssmatch.stack.embedded import start_tansu
 from ssmatch.stack.processes import free_port, stop_all
 from tests.helpers import eventually, read_topic
 from tests.integration.catalog.conftest import NEED, open_api
-from ssmatch.metrics import sample
 
 pytestmark = pytest.mark.integration
 

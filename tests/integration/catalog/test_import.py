@@ -15,10 +15,10 @@ import pytest
 import uvicorn
 from pymongo import MongoClient
 
-from services.catalog.app import create_app
 from services.catalog import cli
+from services.catalog.app import create_app
 from ssmatch.stack.processes import free_port
-from tests.integration.catalog.conftest import Api, admin
+from tests.integration.catalog.conftest import Api
 
 pytestmark = pytest.mark.integration
 

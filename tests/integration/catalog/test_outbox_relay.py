@@ -11,8 +11,8 @@ import pytest
 from services.catalog.outbox import OutboxRelay
 from services.catalog.store import CatalogStore
 from ssmatch.events import make_event
-from ssmatch.metrics import sample
 from ssmatch.kafka import ensure_topics
+from ssmatch.metrics import sample
 from ssmatch.mongo import in_transaction, make_client
 from ssmatch.stack.embedded import start_tansu
 from ssmatch.stack.processes import free_port, stop_all
@@ -39,7 +39,7 @@ async def test_events_written_while_kafka_is_down_are_published_once_in_order(ma
                 written.append(event)
 
                 async def work(session: Any, event: Any = event) -> None:
-                    await store._emit(session, event)  # noqa: SLF001 - the store's own outbox write
+                    await store._emit(session, event)
 
                 await in_transaction(client, work)
         relay.wake()
@@ -82,7 +82,7 @@ async def _emit_revisions(client: Any, store: CatalogStore, keys: list[str], rev
             written.append(event)
 
             async def work(session: Any, event: Any = event) -> None:
-                await store._emit(session, event)  # noqa: SLF001 - the store's own outbox write
+                await store._emit(session, event)
 
             await in_transaction(client, work)
     return written
@@ -192,7 +192,7 @@ async def test_a_relay_that_lost_its_lease_cannot_mark_rows(make_settings: Any) 
         await _emit_revisions(client, store, [uid("n")], range(1, 2))
         row = await store.outbox.find_one({})
         with pytest.raises(LeaseLost):
-            await old._mark_published([row["_id"]], {})  # noqa: SLF001
+            await old._mark_published([row["_id"]], {})
         assert (await store.outbox.find_one({"_id": row["_id"]}))["published_at"] is None
         assert await old.publish_pending() == 0 and not old.holds_lease  # it notices and stops
     finally:

@@ -92,7 +92,7 @@ async def test_cursor_walks_every_match_once_under_ties(api: Api) -> None:
                 break
         assert len(seen) == 7 and set(seen) == expected and pages == 4, (sort, seen)
         if sort == "score":
-            got = [s for s in [next(sc for o, sc in zip(offers, scores) if m.endswith(o["id"])) for m in seen]]
+            got = [s for s in [next(sc for o, sc in zip(offers, scores, strict=False) if m.endswith(o["id"])) for m in seen]]
             assert got == sorted(scores, reverse=True)
     # a cursor of one sort is refused by the other
     first = (await api.client.get("/v1/matches", params={"limit": 2, "sort": "score"}, headers=broker)).json()

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.catalog.conftest import NEED, admin, open_api
 from ssmatch.metrics import sample
+from tests.integration.catalog.conftest import NEED, admin, open_api
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,8 @@ from services.catalog.projection import match_projection
 from services.catalog.store import CatalogStore
 from services.matcher.centring import load as load_centring
 from services.matcher.centring import priors_only
-from services.matcher.lists import oracle
+from services.matcher.lists import oracle, to_match_item
 from services.matcher.scoring import Embedder, item_text, load_rules, score_pair
-from services.matcher.lists import to_match_item
 from ssmatch.events import ItemPayload, ItemWithdrawnPayload, make_event, parse_event
 from ssmatch.mongo import make_client
 from ssmatch.settings import Settings

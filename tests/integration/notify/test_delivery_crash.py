@@ -42,7 +42,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(0.05)  # a slow relay, so the kill finds messages in flight
         self.ids.append(str(email.message_from_bytes(envelope.content, policy=policy.default)["Message-ID"]))
         return "250 OK"

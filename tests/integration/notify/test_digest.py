@@ -26,8 +26,8 @@ from services.notify.subscriptions import SubscriptionStore
 from ssmatch.events import MatchProposedPayload, make_event
 from ssmatch.mongo import make_client
 from ssmatch.stack.processes import free_port
-from tests.integration.notify.conftest import Catalog, Org, known_to_notify, running_catalog
 from tests.helpers import eventually, uid
+from tests.integration.notify.conftest import Catalog, Org, known_to_notify, running_catalog
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,7 +39,7 @@ class Mailbox:
         self.messages: list[Any] = []
         self.reply: str | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.reply:
             return self.reply
         self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))

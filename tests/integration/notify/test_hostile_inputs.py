@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -118,66 +119,62 @@ async def test_hostile_inputs_get_a_clear_4xx_and_lose_nothing(make_settings: An
     org = catalog_service.org("country_office")
     settings = make_settings(group_prefix=uid("g"), catalog_url=catalog_service.url, admin_token=ADMIN)
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify", timeout=60) as api:
-            hook = await api.post("/v1/webhooks", json={"url": PUBLIC_HOOK, "secret": "s" * 20}, headers=org.headers)
-            assert hook.status_code == 201, hook.text
-            prefs = {"channels": ["inbox", "webhook"], "mode": "digest", "timezone": "Africa/Nairobi", "language": "fr"}
-            assert (await api.put("/v1/preferences", json=prefs, headers=org.headers)).status_code == 200
-            before = ((await api.get("/v1/webhooks", headers=org.headers)).json(), (await api.get("/v1/preferences", headers=org.headers)).json())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify", timeout=60) as api:
+        hook = await api.post("/v1/webhooks", json={"url": PUBLIC_HOOK, "secret": "s" * 20}, headers=org.headers)
+        assert hook.status_code == 201, hook.text
+        prefs = {"channels": ["inbox", "webhook"], "mode": "digest", "timezone": "Africa/Nairobi", "language": "fr"}
+        assert (await api.put("/v1/preferences", json=prefs, headers=org.headers)).status_code == 200
+        before = ((await api.get("/v1/webhooks", headers=org.headers)).json(), (await api.get("/v1/preferences", headers=org.headers)).json())
 
-            failures = []
-            for name, method, path, spec, want in ROWS:
-                auth = spec.get("auth", "org")
-                headers = dict(spec.get("headers", {}))
-                if auth == "org":
-                    headers.update(org.headers)
-                elif auth == "admin":
-                    headers["Authorization"] = f"Bearer {ADMIN}"
-                elif auth != "none":
-                    headers["Authorization"] = auth if auth.isascii() else auth.encode("latin-1")
-                kwargs: dict[str, Any] = {"headers": headers, "params": spec.get("params")}
-                if "json" in spec:
-                    kwargs["json"] = spec["json"]
-                if "content" in spec:
-                    kwargs["content"] = spec["content"]
-                if "chunked" in spec:
-                    kwargs["content"] = _chunks(spec["chunked"])
-                    headers["content-type"] = "application/json"
-                r = await api.request(method, path, **kwargs)
-                body: Any = None
-                try:
-                    body = r.json()
-                except ValueError:
-                    pass
-                shaped = isinstance(body, dict) and isinstance(body.get("error"), dict) and {"code", "message", "details"} <= set(body["error"])
-                if r.status_code != want or not shaped:
-                    failures.append(f"{name}: {r.status_code} (want {want}) {r.text[:200]}")
-            assert failures == [], "\n".join(failures)
+        failures = []
+        for name, method, path, spec, want in ROWS:
+            auth = spec.get("auth", "org")
+            headers = dict(spec.get("headers", {}))
+            if auth == "org":
+                headers.update(org.headers)
+            elif auth == "admin":
+                headers["Authorization"] = f"Bearer {ADMIN}"
+            elif auth != "none":
+                headers["Authorization"] = auth if auth.isascii() else auth.encode("latin-1")
+            kwargs: dict[str, Any] = {"headers": headers, "params": spec.get("params")}
+            if "json" in spec:
+                kwargs["json"] = spec["json"]
+            if "content" in spec:
+                kwargs["content"] = spec["content"]
+            if "chunked" in spec:
+                kwargs["content"] = _chunks(spec["chunked"])
+                headers["content-type"] = "application/json"
+            r = await api.request(method, path, **kwargs)
+            body: Any = None
+            with contextlib.suppress(ValueError):
+                body = r.json()
+            shaped = isinstance(body, dict) and isinstance(body.get("error"), dict) and {"code", "message", "details"} <= set(body["error"])
+            if r.status_code != want or not shaped:
+                failures.append(f"{name}: {r.status_code} (want {want}) {r.text[:200]}")
+        assert failures == [], "\n".join(failures)
 
-            after = ((await api.get("/v1/webhooks", headers=org.headers)).json(), (await api.get("/v1/preferences", headers=org.headers)).json())
-            assert after == before  # nothing accepted earlier was lost or changed
-            options = await api.options("/v1/webhooks", headers=org.headers)
-            assert options.status_code == 204 and {"GET", "POST"} <= set(options.headers["Allow"].replace(" ", "").split(","))
-            refused = await api.patch("/v1/webhooks", json={}, headers=org.headers)
-            assert {"GET", "POST"} <= set(refused.headers["Allow"].replace(" ", "").split(","))
+        after = ((await api.get("/v1/webhooks", headers=org.headers)).json(), (await api.get("/v1/preferences", headers=org.headers)).json())
+        assert after == before  # nothing accepted earlier was lost or changed
+        options = await api.options("/v1/webhooks", headers=org.headers)
+        assert options.status_code == 204 and {"GET", "POST"} <= set(options.headers["Allow"].replace(" ", "").split(","))
+        refused = await api.patch("/v1/webhooks", json={}, headers=org.headers)
+        assert {"GET", "POST"} <= set(refused.headers["Allow"].replace(" ", "").split(","))
 
 
 async def test_webhooks_per_organization_are_capped_and_tokens_rate_limited(make_settings: Any, catalog_service: CatalogService) -> None:
     org = catalog_service.org("solution_provider")
     settings = make_settings(group_prefix=uid("g"), catalog_url=catalog_service.url, notify_max_webhooks=3, notify_rate_limit="12/minute")
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as api:
-            made = [await api.post("/v1/webhooks", json={"url": f"{PUBLIC_HOOK}/{i}"}, headers=org.headers) for i in range(4)]
-            assert [r.status_code for r in made] == [201, 201, 201, 409]
-            assert made[3].json()["error"]["code"] == "too_many_webhooks"
-            assert (await api.delete(f"/v1/webhooks/{made[0].json()['id']}", headers=org.headers)).status_code == 200
-            assert (await api.post("/v1/webhooks", json={"url": f"{PUBLIC_HOOK}/again"}, headers=org.headers)).status_code == 201
-            statuses = [(await api.get("/v1/webhooks", headers=org.headers)).status_code for _ in range(10)]
-            assert statuses.count(429) >= 1 and statuses[0] == 200  # 12 a minute: 6 calls above, then the limit
-            limited = await api.get("/v1/webhooks", headers=org.headers)
-            assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
-            assert limited.json()["error"]["code"] == "rate_limited"
-            other = catalog_service.org("solution_provider")
-            assert (await api.get("/v1/webhooks", headers=other.headers)).status_code == 200  # per token
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as api:
+        made = [await api.post("/v1/webhooks", json={"url": f"{PUBLIC_HOOK}/{i}"}, headers=org.headers) for i in range(4)]
+        assert [r.status_code for r in made] == [201, 201, 201, 409]
+        assert made[3].json()["error"]["code"] == "too_many_webhooks"
+        assert (await api.delete(f"/v1/webhooks/{made[0].json()['id']}", headers=org.headers)).status_code == 200
+        assert (await api.post("/v1/webhooks", json={"url": f"{PUBLIC_HOOK}/again"}, headers=org.headers)).status_code == 201
+        statuses = [(await api.get("/v1/webhooks", headers=org.headers)).status_code for _ in range(10)]
+        assert statuses.count(429) >= 1 and statuses[0] == 200  # 12 a minute: 6 calls above, then the limit
+        limited = await api.get("/v1/webhooks", headers=org.headers)
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["error"]["code"] == "rate_limited"
+        other = catalog_service.org("solution_provider")
+        assert (await api.get("/v1/webhooks", headers=other.headers)).status_code == 200  # per token

@@ -28,7 +28,7 @@ async def test_same_fact_for_same_recipient_is_stored_once(inbox: InboxStore) ->
     alerts = [Alert("o1", "match_approved", "n.f", "match_decided:n.f", {}), Alert("o2", "match_approved", "n.f", "match_decided:n.f", {})]
     assert await inbox.add(alerts, "e1") == 2
     assert await inbox.add(alerts, "e1") == 0
-    assert await inbox.add(alerts[:1] + [Alert("o3", "match_approved", "n.f", "match_decided:n.f", {})], "e2") == 1
+    assert await inbox.add([*alerts[:1], Alert("o3", "match_approved", "n.f", "match_decided:n.f", {})], "e2") == 1
     assert len(await inbox.list_for("o1", 10)) == 1
 
 

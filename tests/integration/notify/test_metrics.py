@@ -13,8 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.notify.app import create_app
 from ssmatch.asyncapi import generate
 from ssmatch.metrics import sample
-from tests.helpers import uid
-from tests.helpers import eventually
+from tests.helpers import eventually, uid
 from tests.integration.notify.conftest import ADMIN, known_to_notify, running_catalog
 
 pytestmark = [pytest.mark.integration]

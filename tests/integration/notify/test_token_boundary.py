@@ -77,9 +77,8 @@ async def test_notify_answers_503_not_500_when_the_catalog_cannot_be_asked(make_
 
     settings = make_settings(group_prefix=uid("g"), catalog_url=f"http://127.0.0.1:{free_port()}")
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as api:
-            r = await api.get("/v1/notifications", headers={"Authorization": "Bearer ssm_" + "a" * 43})
-            assert r.status_code == 503 and r.headers["Retry-After"] and r.json()["error"]["code"] == "token_service_unavailable"
-            admin = await api.get("/v1/preferences", headers={"Authorization": "Bearer test-admin-token"})
-            assert admin.status_code == 403  # the admin token is checked locally, without the catalog
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify") as api:
+        r = await api.get("/v1/notifications", headers={"Authorization": "Bearer ssm_" + "a" * 43})
+        assert r.status_code == 503 and r.headers["Retry-After"] and r.json()["error"]["code"] == "token_service_unavailable"
+        admin = await api.get("/v1/preferences", headers={"Authorization": "Bearer test-admin-token"})
+        assert admin.status_code == 403  # the admin token is checked locally, without the catalog

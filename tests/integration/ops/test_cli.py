@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ async def test_ssmatch_replay_as_the_readme_shows_it_finds_the_embedded_store_by
         env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "KAFKA_BOOTSTRAP_SERVERS")}
         env.update(SSMATCH_MONGO_PORT=str(urlparse(servers.mongodb_uri).port), SSMATCH_CATALOG_DB=settings.catalog_db)
         script = Path(sys.executable).parent / "ssmatch"
-        result = subprocess.run([str(script), "replay"], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+        result = await asyncio.to_thread(subprocess.run, [str(script), "replay"], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "queued=3"
         assert await api.app.state.store.outbox.count_documents({}) == before + 3

@@ -16,10 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-
-from ssmatch.metrics import sample
 import pytest
 
+from ssmatch.metrics import sample
 from tests.integration.ops.stackrun import Launcher, alive, auth, descendants, launcher_env, make_org, need, offer, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]

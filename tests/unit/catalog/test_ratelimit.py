@@ -72,4 +72,4 @@ def test_idle_buckets_are_pruned_when_the_table_is_full() -> None:
         limiter.check(caller(f"t{i}"))
     clock.now += 5  # every bucket has refilled: forgetting them changes nothing
     limiter.check(caller("new"))
-    assert len(limiter._buckets) == 1  # noqa: SLF001
+    assert len(limiter._buckets) == 1

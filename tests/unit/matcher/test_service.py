@@ -3,6 +3,7 @@ or a replay, the catalog's open proposals equal the oracle (the union of every i
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,10 +79,8 @@ async def test_a_step_stored_but_not_sent_is_sent_by_the_next_owner_with_the_sam
     cluster.fail_next_send.append(1)
     worker = cluster.workers[0]
     keys = await worker.ingest([item("offer", "o0")])
-    try:
+    with contextlib.suppress(ConnectionError):
         await worker.settle(keys)
-    except ConnectionError:
-        pass
     assert cluster.catalog.proposed() == set()
     # the worker dies; a new one (same store) takes the lists over and completes the step
     cluster.workers.clear()

@@ -25,7 +25,7 @@ UNRELATED = "Strengthening HIV testing and antiretroviral treatment in clinics"
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, list[float]]:
-    texts = list(NEEDS.values()) + [RELATED, UNRELATED]
+    texts = [*list(NEEDS.values()), RELATED, UNRELATED]
     out = Embedder().embed(texts)
     assert out.shape == (len(texts), 384) and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-3)
     return dict(zip([*NEEDS, "related", "unrelated"], out.tolist(), strict=True))
@@ -108,8 +108,8 @@ def test_density_weight_of_a_cluster_does_not_depend_on_repeats() -> None:
     weights = []
     for block in (distinct, repeated):
         c = LanguageCentroids.from_vectors(np.vstack([vecs, block]), langs + ["xx"] * len(block), priors=priors, method="density")
-        xx = np.stack(c._rows["xx"])  # noqa: SLF001 - the weights themselves are what is tested
-        weights.append(c._density_weights(xx, priors["xx"])[-len(block):].sum())  # noqa: SLF001
+        xx = np.stack(c._rows["xx"])
+        weights.append(c._density_weights(xx, priors["xx"])[-len(block):].sum())
     assert abs(weights[0] - weights[1]) < 0.25 * weights[0]
 
 

@@ -35,8 +35,8 @@ UN_LANGUAGES = ("ar", "zh", "en", "fr", "ru", "es")
 def test_sector_and_modality_codes_equal_taxonomy_md_in_order() -> None:
     assert [e.code for e in reference.sectors()] == SECTORS
     assert [e.code for e in reference.modalities()] == MODALITIES
-    assert reference.SECTOR_CODES == frozenset(SECTORS)
-    assert reference.MODALITY_CODES == frozenset(MODALITIES)
+    assert frozenset(SECTORS) == reference.SECTOR_CODES
+    assert frozenset(MODALITIES) == reference.MODALITY_CODES
     assert isinstance(reference.SECTOR_CODES, frozenset) and isinstance(reference.MODALITY_CODES, frozenset)
 
 
@@ -70,7 +70,7 @@ def test_sdgs_are_1_to_17_with_official_titles_in_six_un_languages_and_portugues
     goals = reference.sdgs()
     assert [g.code for g in goals] == list(range(1, 18))
     for g in goals:
-        for lang in UN_LANGUAGES + ("pt",):
+        for lang in (*UN_LANGUAGES, "pt"):
             assert g.names.get(lang, "").strip(), f"SDG {g.code} lacks {lang}"
     assert goals[1].names["en"] == "Zero hunger" and goals[1].names["es"] == "Hambre cero"
     assert goals[1].names["zh"] == "零饥饿"
