@@ -1,56 +1,121 @@
 """The matcher's HTTP views on MATCHER_PORT (served by faust's web server).
 
 /healthz and /metrics only read counters: scoring runs in threads, so they answer while it works.
+Every other answer follows the project's contract: JSON, errors as `{error: {code, message,
+details}}` (also for unknown paths, wrong methods and oversized bodies: a middleware on faust's
+aiohttp application), described by the OpenAPI document at /openapi.json (`openapi.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from services.matcher import openapi
+from services.matcher.http_models import MAX_BODY_BYTES, ScoreRequest
 from services.matcher.lists import to_match_item
 from services.matcher.metrics import CONTENT_TYPE
 from services.matcher.runtime import MatcherRuntime
 from services.matcher.scoring import MatchItem, item_text, score_pair
-from ssmatch.auth import TokenAuthority
-from ssmatch.mongo import make_client
+from ssmatch.auth import Principal, TokenAuthority
+from ssmatch.http import ApiError
+
+log = logging.getLogger(__name__)
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed", 503: "unavailable"}
 
 
-class ScoreRequest(BaseModel):
-    """Either stored ids or full items (as in the catalog's need/offer JSON)."""
-
-    model_config = ConfigDict(extra="forbid")
-    need_id: str | None = None
-    offer_id: str | None = None
-    need: dict[str, Any] | None = None
-    offer: dict[str, Any] | None = None
+def _error(view: View, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> Response:
+    return view.json({"error": {"code": code, "message": message, "details": details}}, status=status, headers=headers)
 
 
-def _error(view: View, status: int, code: str, message: str, details: Any = None) -> Response:
-    return view.json({"error": {"code": code, "message": message, "details": details}}, status=status)
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> aiohttp_web.Response:
+    body = {"error": {"code": STATUS_CODES.get(status, "error"), "message": message, "details": None}}
+    return aiohttp_web.json_response(body, status=status, headers=headers)
+
+
+@aiohttp_web.middleware
+async def json_errors(request: aiohttp_web.Request, handler: Callable[[aiohttp_web.Request], Awaitable[Any]]) -> Any:
+    """aiohttp's own answers (unknown path, wrong method, body too large) in the contract's shape;
+    an unexpected exception is logged and answered 500 in that shape, never a traceback."""
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error_response(exc.status, exc.reason, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("matcher web request failed", extra={"path": request.path})
+        return _error_response(500, "internal error")
+
+
+def _no_constants(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def _read_json(view: View, request: Request, model: type[BaseModel]) -> BaseModel | Response:
+    """The body as `model`, or the 4xx that says why not (413 over 1 MB, 422 otherwise). Callers test
+    for the model: faust's `Response` is an abstract type the driver's responses are not instances of."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _error(view, 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+    except aiohttp_web.HTTPRequestEntityTooLarge:
+        raw = b"x" * (MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        return _error(view, 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw or b"{}", parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        return _error(view, 422, "validation_failed", "the body is not JSON", [{"path": "$", "message": str(exc)[:300]}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"path": ".".join(str(p) for p in e["loc"]) or "$", "message": e["msg"]} for e in exc.errors()[:50]]
+        return _error(view, 422, "validation_failed", "the request is not valid", details)
+
+
+def _visible(doc: dict[str, Any], who: Principal) -> bool:
+    """An open item is anyone's to score; a withdrawn or expired one only its owner's and staff's."""
+    return doc.get("status") == "open" or who.role in ("admin", "broker") or doc.get("organization_id") == who.organization_id
 
 
 def register(app: faust.App, runtime: MatcherRuntime) -> None:
-    authority_holder: dict[str, TokenAuthority] = {}
+    app.web.web_app.middlewares.append(json_errors)
+    # tokens are the catalog's: asked over HTTP (introspection, cached ≤ 60 s), never read from its database
+    authority = TokenAuthority(None, runtime.settings.admin_token, catalog_url=runtime.settings.catalog_base_url,
+                               cache_ttl_s=runtime.settings.token_cache_s)
 
-    async def authorized(view: View, request: Request) -> Response | None:
-        if "a" not in authority_holder:
-            db = make_client(runtime.settings.mongodb_uri).get_database(runtime.settings.catalog_db)
-            authority_holder["a"] = TokenAuthority(db, runtime.settings.admin_token)
+    async def caller(view: View, request: Request) -> Principal | Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _error(view, 401, "unauthorized", "missing bearer token")
-        if await authority_holder["a"].resolve(token.strip()) is None:
+        try:
+            principal = await authority.resolve(token.strip())
+        except ApiError as exc:  # the catalog cannot be asked right now: 503 with Retry-After, not a 500
+            return _error(view, exc.status, exc.code, exc.message, exc.details, exc.headers)
+        if principal is None:
             return _error(view, 401, "unauthorized", "invalid, expired or revoked token")
-        return None
+        return principal
+
+    @app.page("/openapi.json")
+    class OpenApiView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(openapi.document())
 
     @app.page("/healthz")
-    class Health(View):
+    class HealthView(View):
         async def get(self, request: Request) -> Response:
             ready = runtime.ready
             return self.json(
@@ -59,7 +124,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
             )
 
     @app.page("/metrics")
-    class Metrics(View):
+    class MetricsView(View):
         async def get(self, request: Request) -> Response:
             m = runtime.metrics
             if runtime.service is not None:
@@ -73,31 +138,34 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                     if high is not None and pos is not None:
                         m.lag.labels(tp.topic, str(tp.partition)).set(max(0, int(high) - int(pos)))
             except Exception:  # noqa: BLE001 - lag is best effort (before the first assignment)
-                pass
+                log.debug("consumer lag not available yet")
             return self.bytes(m.render(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/v1/rules")
     class RulesView(View):
         async def get(self, request: Request) -> Response:
-            if (denied := await authorized(self, request)) is not None:
-                return denied
+            if not isinstance(who := await caller(self, request), Principal):
+                return who
             return self.json({"version": runtime.rules.version, "rules": runtime.rules.model_dump(mode="json"),
                               "centring_version": runtime.centring.version if runtime.centring else None})
 
     @app.page("/v1/centring")
     class CentringView(View):
         async def get(self, request: Request) -> Response:
-            if (denied := await authorized(self, request)) is not None:
-                return denied
+            if not isinstance(who := await caller(self, request), Principal):
+                return who
             await runtime.ensure_started()
             snap = runtime.centring
             assert snap is not None
             return self.json({"version": snap.version, "items": snap.items, "languages": sorted(k for k in snap.centroids.table if k.isalpha())})
 
         async def post(self, request: Request) -> Response:
-            """Build a new snapshot from the open items, store it; every worker rescores with it."""
-            if (denied := await authorized(self, request)) is not None:
-                return denied
+            """Build a new snapshot from the open items, store it; every worker rescores with it (admin
+            only: it re-proposes across the whole catalogue)."""
+            if not isinstance(who := await caller(self, request), Principal):
+                return who
+            if not who.is_admin:
+                return _error(self, 403, "forbidden", "only an administrator may rebuild the centring snapshot")
             snap = await runtime.refresh_centring()
             return self.json({"version": snap.version, "items": snap.items})
 
@@ -105,12 +173,11 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
     class ScoreView(View):
         async def post(self, request: Request) -> Response:
             """Explain any need/offer pair with the rules and centring snapshot in force; stores nothing."""
-            if (denied := await authorized(self, request)) is not None:
-                return denied
-            try:
-                body = ScoreRequest.model_validate(json.loads(await request.read() or b"{}"))
-            except (ValueError, ValidationError) as exc:
-                return _error(self, 422, "validation_failed", "the request is not valid", str(exc)[:1000])
+            if not isinstance(who := await caller(self, request), Principal):
+                return who
+            body = await _read_json(self, request, ScoreRequest)
+            if not isinstance(body, ScoreRequest):
+                return body
             service = await runtime.ensure_started()
             snap = runtime.centring
             assert snap is not None
@@ -119,17 +186,15 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
             for kind in ("need", "offer"):
                 given, ref = getattr(body, kind), getattr(body, f"{kind}_id")
                 if given is not None:
-                    try:
-                        items[kind] = MatchItem.model_validate({"id": f"adhoc-{kind}", "organization_id": f"adhoc-{kind}-org", **given, "kind": kind})
-                    except ValidationError as exc:
-                        return _error(self, 422, "validation_failed", f"{kind} is not valid", json.loads(exc.json()))
+                    items[kind] = MatchItem.model_validate({**given.model_dump(), "id": f"adhoc-{kind}",
+                                                            "organization_id": f"adhoc-{kind}-org", "kind": kind})
                     vec = items[kind].embedding
                     if vec is not None and len(vec) != dims:
                         return _error(self, 422, "validation_failed", f"{kind}.embedding must have {dims} numbers, not {len(vec)}",
                                       {"field": f"{kind}.embedding", "expected_length": dims, "length": len(vec)})
                 elif ref is not None:
                     doc = service.index.get(kind, ref)
-                    if doc is None or "title" not in doc:
+                    if doc is None or "title" not in doc or not _visible(doc, who):
                         return _error(self, 404, "not_found", f"{kind} {ref} is not known to the matcher")
                     items[kind] = to_match_item(doc)
                 else:
@@ -141,5 +206,5 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                 for k, vec in zip(missing, vectors, strict=True):
                     items[k] = items[k].model_copy(update={"embedding": [float(x) for x in vec]})
             score = score_pair(items["need"], items["offer"], runtime.rules, centroids=snap.centroids)
-            return self.json({"score": score.total, "excluded": score.excluded, "explanation": score.explanation(),
+            return self.json({"score": min(1.0, max(0.0, score.total)), "excluded": score.excluded, "explanation": score.explanation(),
                               "rules_version": runtime.rules.version, "centring_version": snap.version})

@@ -110,10 +110,9 @@ def notify_consumer(
     async def handle_batch(batch: list[Parsed]) -> None:
         """Projection first (an organization created in this batch is known to its alerts), then all
         alerts of one fetch in one unordered, duplicate-tolerant write, before the commit."""
-        for envelope, payload, _ in batch:
-            if envelope.type.startswith(PROJECTED):
-                await directory.apply(envelope, payload)
-            elif isinstance(payload, TokenRevokedPayload) and on_token_revoked is not None:
+        await directory.apply_many([payload for envelope, payload, _ in batch if envelope.type.startswith(PROJECTED)])
+        for _, payload, _ in batch:
+            if isinstance(payload, TokenRevokedPayload) and on_token_revoked is not None:
                 on_token_revoked(payload.token_id)
         brokers: list[str] = []
         if any(envelope.type in ("match.proposed", "match.lifecycle") for envelope, _, _ in batch):

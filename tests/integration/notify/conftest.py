@@ -4,28 +4,24 @@ catalog's database. Notify checks tokens by asking that catalog (``create_app(ca
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from services.catalog.app import create_app as create_catalog_app
+from ssmatch.kafka import ensure_topics
+from ssmatch.stack.embedded import start_tansu
+from ssmatch.stack.processes import free_port, stop_all
 from tests.helpers import eventually, uid
+from tests.integration.services import CatalogService, Org, catalog_process
 
 ADMIN = "test-admin-token"
-
-
-@dataclass
-class Org:
-    id: str
-    token: str
-    token_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass
@@ -70,70 +66,28 @@ async def known_to_notify(notify_app: Any, *orgs: Org, timeout: float = 90) -> N
     await eventually(known, timeout=timeout)
 
 
-# ---- a real catalog process, for tests whose notify runs outside this test's event loop -----------
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from ssmatch.stack.processes import free_port  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[3]
+# ---- a broker of the package's own, and a real catalog process for tests whose notify runs apart ----
 
 
-@dataclass
-class CatalogService:
-    url: str
-    db: str
-
-    def org(self, type_: str = "country_office", **extra: Any) -> Org:
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        with httpx.Client(base_url=self.url, timeout=30) as c:
-            r = c.post("/v1/organizations", json={"name": f"Org {uid()}", "type": type_, "country": "KEN", **extra}, headers=admin)
-            assert r.status_code == 201, r.text
-            t = c.post("/v1/tokens", json={"organization_id": r.json()["id"]}, headers=admin)
-            assert t.status_code == 201, t.text
-        return Org(r.json()["id"], t.json()["token"], t.json()["id"])
-
-    def revoke(self, org: Org) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as c:
-            r = c.delete(f"/v1/tokens/{org.token_id}", headers={"Authorization": f"Bearer {ADMIN}"})
-            assert r.status_code == 200, r.text
-
-
-@pytest.fixture(scope="session")
-def catalog_service(servers: Any) -> Iterator[CatalogService]:
-    """``python -m services.catalog`` on a free port and its own database, shared by the session."""
-    port, db = free_port(), f"t_catalog_svc_{uid()}"
-    env = dict(os.environ)
-    env.update(KAFKA_BOOTSTRAP_SERVERS=servers.kafka_bootstrap, MONGODB_URI=servers.mongodb_uri, CATALOG_PORT=str(port),
-               SSMATCH_CATALOG_DB=db, SSMATCH_ADMIN_TOKEN=ADMIN, SSMATCH_GROUP_PREFIX=f"svc{uid()}", SSMATCH_LOG_FORMAT="text",
-               SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES="1", SSMATCH_OUTBOX_POLL_INTERVAL_S="0.2", SSMATCH_RATE_LIMIT_PER_MINUTE="0")
-    proc = subprocess.Popen([sys.executable, "-m", "services.catalog"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+@pytest.fixture(scope="package")
+def servers(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's document store with a broker of the notify tests' own. A notify test starts a
+    fresh consumer group, which reads every topic from offset 0: on the session broker that is the
+    whole suite's history (thousands of proposals, each alerting every broker organization ever
+    created), so how long a test waits would depend on what ran before it. Tansu starts in
+    milliseconds (the matcher tests do the same)."""
+    port = free_port()
+    child = start_tansu(port, tmp_path_factory.mktemp("notify-broker"))
+    bootstrap = f"127.0.0.1:{port}"
+    asyncio.run(ensure_topics(bootstrap))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "the catalog exited at start-up"
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the catalog did not become healthy"
-            time.sleep(0.2)
-        yield CatalogService(url, db)
+        yield dataclasses.replace(servers, kafka_bootstrap=bootstrap, kafka_port=port, broker=child)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        from pymongo import MongoClient
+        stop_all([child], grace_s=3)
 
-        with MongoClient(servers.mongodb_uri) as client:
-            client.drop_database(db)
+
+@pytest.fixture(scope="package")
+def catalog_service(servers: Any) -> Iterator[CatalogService]:
+    """``python -m services.catalog`` on a free port and its own database, shared by the package."""
+    with catalog_process(servers.kafka_bootstrap, servers.mongodb_uri, ADMIN) as service:
+        yield service

@@ -27,11 +27,11 @@ async def test_revoked_token_stops_working_on_notify_and_the_matcher_within_60_s
     assert Settings().token_cache_s <= MAX_CACHE_S == 60
     org = catalog_service.org("broker")
     settings = make_settings(group_prefix=uid("g"), catalog_url=catalog_service.url)
-    # the matcher builds its authority exactly like this (services/matcher/web.py): the database handle is
-    # no longer read, the catalog URL comes from the environment
+    # the matcher's web views check tokens the same way (services/matcher/web.py; its own 401/503 answers
+    # are tested in tests/integration/matcher/test_web.py): introspection at the catalog, cached
     monkeypatch.setenv("SSMATCH_CATALOG_URL", catalog_service.url)
     settings_module.get_settings.cache_clear()
-    matcher_like = TokenAuthority(object(), "some-admin-token")
+    matcher_like = TokenAuthority(None, "some-admin-token")
     app = create_app(settings)
     try:
         async with app.router.lifespan_context(app):
