@@ -198,6 +198,22 @@ def test_keyboard_only_clears_three_matches(workspace: Workspace, new_page: Any)
     assert page.locator("#queue").count() == 0
 
 
+def test_select_all_on_the_page_then_approve_them_in_one_go(workspace: Workspace, new_page: Any) -> None:
+    p = parties(workspace, "MNG")  # Eastern Asia
+    ids = proposals(workspace, p, "MNG", [0.71, 0.62, 0.53])
+    page = new_page("es")
+    sign_in(page, p["broker"], "/ui/queue?region=Eastern+Asia")
+    assert page.get_attribute("#select-all", "aria-label") == "Seleccionar todo en esta página"
+    page.check("#select-all")
+    assert page.locator("#queue input[name=ids]:checked").count() == 3
+    page.uncheck("#select-all")
+    assert page.locator("#queue input[name=ids]:checked").count() == 0
+    page.check("#select-all")
+    with page.expect_navigation():
+        page.click("#bulk button[value=approve]")
+    assert [match_status(workspace, i)["status"] for i in ids] == ["approved"] * 3
+
+
 def test_the_same_flow_without_javascript(workspace: Workspace, new_page: Any) -> None:
     p = parties(workspace, "BOL")  # South America
     ids = proposals(workspace, p, "BOL", [0.66, 0.55])
@@ -212,6 +228,7 @@ def test_the_same_flow_without_javascript(workspace: Workspace, new_page: Any) -
     assert match_status(workspace, ids[0])["status"] == "approved"
     # bulk reject the other one from the queue
     broker.goto("/ui/queue?region=South+America")
+    assert not broker.locator("#select-all").is_visible()  # needs JavaScript; rows are ticked one by one
     broker.check(f"#queue tr[data-id='{ids[1]}'] input[type=checkbox]")
     broker.click("#bulk button[value=reject]")
     assert match_status(workspace, ids[1])["status"] == "rejected"

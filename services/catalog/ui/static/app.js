@@ -37,6 +37,11 @@
       else if (k === "u") { click("back"); e.preventDefault(); }
     }
   });
+  var all = document.getElementById("select-all");
+  if (all && rows.length) {  // without JavaScript each row is ticked by hand
+    all.hidden = false;
+    all.addEventListener("change", function () { rows.forEach(function (r) { r.querySelector("input[type=checkbox]").checked = all.checked; }); });
+  }
   if (rows.length) { rows.forEach(function (r, i) { r.addEventListener("click", function () { at = i; rows.forEach(function (x, j) { x.classList.toggle("current", j === i); }); }); }); }
   var imp = document.getElementById("import-form");
   if (imp && window.FormData && window.XMLHttpRequest) {
