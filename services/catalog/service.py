@@ -224,6 +224,14 @@ async def item_matches(c: Catalog, principal: Principal, kind: Kind, item_id: st
     return [public_match(m, at) for m in await c.matches.list_by_item(kind, item_id, status, limit)]
 
 
+async def party_matches(c: Catalog, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    """The matches the caller's organization is a party to, best first (none for the admin token)."""
+    if not principal.organization_id:
+        return []
+    at = now()
+    return [public_match(m, at) for m in await c.matches.list_by_party(principal.organization_id, limit)]
+
+
 # ---- matches ------------------------------------------------------------------------------------
 async def _visible_match(c: Catalog, principal: Principal, match_id: str) -> dict[str, Any]:
     if not MATCH_ID_PATTERN.match(match_id):

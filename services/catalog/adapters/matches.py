@@ -215,6 +215,11 @@ class MatchRepository:
         query: dict[str, Any] = {f"{kind}_id": item_id, "status": status if status else {"$ne": "retracted"}}
         return await self.matches.find(query).sort([("score", DESCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
 
+    async def list_by_party(self, organization_id: str, limit: int) -> list[dict[str, Any]]:
+        """Matches with `organization_id` on either side (not retracted), best first."""
+        query = {"$or": [{"need_organization_id": organization_id}, {"offer_organization_id": organization_id}], "status": {"$ne": "retracted"}}
+        return await self.matches.find(query).sort([("score", DESCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
+
     async def approved_between(self, org_a: str, org_b: str) -> bool:
         """Is there an approved match with `org_a` on one side and `org_b` on the other?"""
         for need_org, offer_org in ((org_a, org_b), (org_b, org_a)):

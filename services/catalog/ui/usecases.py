@@ -1,7 +1,6 @@
 """The pages' side of the catalog's use cases (`services/catalog/service.py`): the same functions the JSON
 API calls, with the page's inputs turned into the service's models and its refusals (DomainError) into
-ApiError for the page to show. Only `party_matches` is written here: the service has no "matches of my
-organization" use case yet."""
+ApiError for the page to show. Nothing here reads the store itself."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from pymongo import ASCENDING, DESCENDING
 
 from services.catalog import service
 from services.catalog.api.errors import status_of
@@ -82,13 +80,7 @@ async def get_match(c: Catalog, caller: Principal, match_id: str) -> dict[str, A
 
 
 async def party_matches(c: Catalog, caller: Principal, limit: int = 100) -> list[dict[str, Any]]:
-    """Matches where the caller's organization is a party, best first (thin: not in the service yet)."""
-    org = caller.organization_id
-    if not org:
-        return []
-    query = {"$or": [{"need_organization_id": org}, {"offer_organization_id": org}], "status": {"$ne": "retracted"}}
-    docs = await c.store.matches.find(query).sort([("score", DESCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
-    return [service.public_match(d) for d in docs]
+    return await _run(service.party_matches(c, caller, limit))
 
 
 def queue_page_in(filters: dict[str, Any], limit: int, cursor: str | None) -> QueuePageIn:
