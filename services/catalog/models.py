@@ -213,6 +213,25 @@ class OrganizationCreate(_Input):
     language: LanguageCode = "en"
 
 
+class OrganizationUpdate(_Input):
+    """What an organization may change about itself: its name, working language and contact (null
+    removes the contact). Its type and country are fixed (its tokens' role and its items follow them)."""
+
+    name: Annotated[Text, Field(min_length=2, max_length=200)] | None = None
+    language: LanguageCode | None = None
+    contact: Contact | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> OrganizationUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of name, language, contact")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be removed")
+        if "language" in self.model_fields_set and self.language is None:
+            raise ValueError("language cannot be removed")
+        return self
+
+
 def _whole_number(value: Any) -> Any:
     """JSON Schema's `integer` includes 84.0 (a number with no fraction): accept it as 84, as the spec
     says; refuse booleans, strings and real fractions."""

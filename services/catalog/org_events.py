@@ -49,6 +49,25 @@ async def insert_org(store: CatalogStore, doc: dict[str, Any]) -> None:
     store._on_outbox_write()
 
 
+async def update_org(store: CatalogStore, org_id: str, changes: dict[str, Any], action: OrgAction) -> dict[str, Any] | None:
+    """Apply `changes`, bump the revision and publish ``organization.<action>`` atomically; None if no
+    such organization."""
+
+    async def work(session: AsyncClientSession) -> dict[str, Any] | None:
+        doc = await store.orgs.find_one_and_update(
+            {"_id": org_id}, {"$set": changes, "$inc": {"revision": 1}}, return_document=ReturnDocument.AFTER, session=session,
+        )
+        if doc is not None:
+            await store._emit(session, organization_event(action, doc))
+        return doc
+
+    updated = await in_transaction(store.client, work)
+    store.forget_org(org_id)
+    if updated is not None:
+        store._on_outbox_write()
+    return updated
+
+
 async def revoke_token(store: CatalogStore, token_id: str) -> bool:
     """Mark the token revoked and publish ``token.revoked`` atomically; False if no active token has that id."""
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from services.catalog import org_events
 from services.catalog.adapters.matches import MatchRepository
 from services.catalog.domain import items as item_rules
 from services.catalog.domain import matches as match_rules
@@ -49,6 +50,7 @@ from services.catalog.models import (
     LifecycleIn,
     NeedCreate,
     OfferCreate,
+    OrganizationUpdate,
     Outcome,
     QueueFilters,
     QueuePageIn,
@@ -119,7 +121,7 @@ def public_match(doc: dict[str, Any], at: datetime | None = None) -> dict[str, A
 
 # ---- organizations ------------------------------------------------------------------------------
 async def get_organization(c: Catalog, principal: Principal, org_id: str) -> dict[str, Any]:
-    doc = await c.store.get_org(_check_id(org_id, "organization"))
+    doc = await c.store.get_org(_check_id(org_id, "organization"), fresh=True)
     if doc is None:
         raise NotFound(f"organization {org_id} not found")
     view = org_view(doc)
@@ -130,6 +132,25 @@ async def get_organization(c: Catalog, principal: Principal, org_id: str) -> dic
         if not item_rules.may_see_contact(principal, org_id, counterpart):
             view["contact"] = None
     return view
+
+
+async def update_organization(c: Catalog, principal: Principal, org_id: str, body: OrganizationUpdate) -> dict[str, Any]:
+    """An organization edits its own name, language or contact (an admin any's). Other services learn it
+    from ``organization.contact_changed`` (only the contact changed) or ``organization.updated``."""
+    _check_id(org_id, "organization")
+    if not (principal.is_admin or principal.organization_id == org_id):
+        raise Forbidden("only the organization itself or an admin may change it")
+    doc = await c.store.get_org(org_id, fresh=True)
+    if doc is None:
+        raise NotFound(f"organization {org_id} not found")
+    given = body.model_dump(mode="json", include=body.model_fields_set)
+    changes = {k: v for k, v in given.items() if doc.get(k) != v}
+    if not changes:
+        return await get_organization(c, principal, org_id)
+    action = "contact_changed" if set(changes) == {"contact"} else "updated"
+    if await org_events.update_org(c.store, org_id, changes, action) is None:
+        raise NotFound(f"organization {org_id} not found")
+    return await get_organization(c, principal, org_id)
 
 
 async def _org_of(c: Catalog, principal: Principal) -> dict[str, Any]:

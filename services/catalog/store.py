@@ -176,10 +176,14 @@ class CatalogStore:
         await org_events.insert_org(self, doc)  # with its organization.created event
         return doc
 
-    async def get_org(self, org_id: str) -> dict[str, Any] | None:
-        """Organizations never change or disappear once created (no API updates or deletes them), so a
-        found one is cached in this process: creating a need costs one store round trip less."""
-        cached = self._org_cache.get(org_id)
+    def forget_org(self, org_id: str) -> None:
+        self._org_cache.pop(org_id, None)
+
+    async def get_org(self, org_id: str, fresh: bool = False) -> dict[str, Any] | None:
+        """Organizations never disappear and their type and country never change, so a found one is
+        cached in this process (creating a need costs one store round trip less). Name, language and
+        contact can change (`PATCH /v1/organizations/{id}`): whoever shows those asks `fresh`."""
+        cached = None if fresh else self._org_cache.get(org_id)
         if cached is not None:
             return cached
         doc = await self.orgs.find_one({"_id": org_id})

@@ -19,6 +19,7 @@ from services.catalog.models import (
     OrganizationCreate,
     OrganizationOut,
     OrganizationPage,
+    OrganizationUpdate,
     TaxonomyPage,
     TokenCreate,
     TokenOut,
@@ -61,6 +62,13 @@ async def get_organization(org_id: str, caller: Caller, catalog: CatalogDep) -> 
     """`contact` is null unless the caller is the organization itself, a broker, an admin, or the other
     party of an approved match with it (introductions are the broker's job)."""
     return ok(await service.get_organization(catalog, caller, org_id))
+
+
+@router.patch("/organizations/{org_id}", tags=["organizations"], response_model=OrganizationOut, responses=_errors(403, 404, 413, 422))
+async def update_organization(org_id: str, caller: Caller, catalog: CatalogDep, body: OrganizationUpdate) -> JSONResponse:
+    """The organization itself (or an admin) changes its name, language or contact; `contact: null`
+    removes it. Published as `organization.contact_changed` or `organization.updated`."""
+    return ok(await service.update_organization(catalog, caller, org_id, body))
 
 
 @router.post("/tokens", status_code=201, tags=["organizations"], response_model=TokenOut, responses=_errors(403, 404, 413, 422))
