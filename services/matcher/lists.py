@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from services.matcher.candidates import CandidateConfig, KindTable
+from services.matcher.candidates import CandidateConfig, KindTable, score_bound
 from services.matcher.scoring import CandidateSet, LanguageCentroids, MatchItem, Prepared, Rules, prepare, score_against
 
 Key = tuple[str, str]  # (kind, id)
@@ -159,7 +159,7 @@ class ListBook:
     def _scores(self, kind: str, item_id: str, now: datetime) -> tuple[list[str], np.ndarray]:
         """Rounded scores of the item against its candidates of the other kind; -1 where excluded or
         not above min_score. Candidates are every open item below `exact_below`, else the item's
-        ANN neighbours, widened when fewer than top_k of them pass."""
+        ANN neighbours, widened while an item beyond them could still enter the top_k (`score_bound`)."""
         them = other(kind)
         n = self.index.open_count(them)
         exact = n < self.config.exact_below
@@ -172,7 +172,11 @@ class ListBook:
             batch = score_against(query, cset, self.rules, self.centroids, now)
             scores = np.round(batch.total.astype(np.float64), 4)
             scores[batch.excluded | (scores <= self.rules.min_score)] = -1.0
-            if count is None or count >= n or attempt == self.config.widen or int((scores >= 0).sum()) >= self.rules.top_k:
+            if count is None or count >= n or attempt == self.config.widen:
+                return ids, scores
+            passing = np.sort(scores[scores >= 0])[::-1]
+            kth = float(passing[self.rules.top_k - 1]) if len(passing) >= self.rules.top_k else self.rules.min_score
+            if score_bound(self.rules, float(batch.cosine.min())) <= kth:
                 return ids, scores
             count *= 4
         raise AssertionError("unreachable")
