@@ -170,6 +170,17 @@ def check_web(workers: Workers, scenario: Scenario, rules: Any, centroids: Any) 
     assert "ssmatch_matcher_events_in_total" in text and "ssmatch_matcher_stage_seconds_bucket" in text
 
 
+def worker_env(broker: Broker, settings: Settings, rules_path: Path, **extra: str) -> dict[str, str]:
+    """The matcher workers' environment: this test's broker, databases, group and rules."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
+        "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
+        "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
+        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
+        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin", **extra,
+    }
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("n_workers", [1, 3])
 async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Broker, matcher_workers: Any, make_settings: Any,
@@ -177,13 +188,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
     rules_path = rules_copy(tmp_path / "rules.toml", top_k=2, min_score=0.1, version="oracle-1")
     rules = load_rules(str(rules_path))
     settings: Settings = make_settings(kafka_bootstrap_servers=own_broker.bootstrap, group_prefix=f"t{uuid.uuid4().hex[:6]}")
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
-        "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
-        "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
-        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
-        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin",
-    }
+    env = worker_env(own_broker, settings, rules_path)
     workers: Workers = matcher_workers(env)
     for i in range(n_workers):
         workers.start(i)
@@ -291,14 +296,7 @@ async def test_the_ann_candidate_path_reaches_its_recall_bound(own_broker: Broke
     rules_path = rules_copy(tmp_path / "rules.toml", top_k=2, min_score=0.1, version="oracle-ann")
     rules = load_rules(str(rules_path))
     settings: Settings = make_settings(kafka_bootstrap_servers=own_broker.bootstrap, group_prefix=f"t{uuid.uuid4().hex[:6]}")
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
-        "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
-        "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
-        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
-        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin",
-        "SSMATCH_MATCHER_EXACT_BELOW": "0", "SSMATCH_MATCHER_CANDIDATES": "16",
-    }
+    env = worker_env(own_broker, settings, rules_path, SSMATCH_MATCHER_EXACT_BELOW="0", SSMATCH_MATCHER_CANDIDATES="16")
     workers: Workers = matcher_workers(env)
     workers.start(0)
     client = make_client(settings.mongodb_uri)
