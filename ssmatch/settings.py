@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     mongo_port: int = Field(27017, validation_alias=_env("SSMATCH_MONGO_PORT"))
     # How many matcher worker processes `make run` starts (one consumer group).
     matcher_workers: int = Field(1, ge=1, le=32, validation_alias=_env("SSMATCH_MATCHER_WORKERS"))
+    # Matcher candidate generation: ANN neighbours rescored per list, and below how many open items of
+    # a kind every item is scored instead (exact). 0 forces the ANN path (tests of its recall).
+    matcher_candidates: int = Field(200, ge=1, validation_alias=_env("SSMATCH_MATCHER_CANDIDATES"))
+    matcher_exact_below: int = Field(2000, ge=0, validation_alias=_env("SSMATCH_MATCHER_EXACT_BELOW"))
     log_level: str = Field("INFO", validation_alias=_env("SSMATCH_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=_env("SSMATCH_LOG_FORMAT"))
 

@@ -4,8 +4,10 @@ Every worker holds the whole index (all needs and offers, fed by every worker's 
 only the lists of the items it owns (the items on its partitions). When an item Y changes, the lists
 it can affect are: Y's own list, the lists that hold Y (it may fall out), and the lists Y now enters
 (its score beats their worst entry). `ListBook.affected` finds those among the owned lists and
-`ListBook.top_k` recomputes a list from scratch, so a list is always the exact top-K of the index,
-whatever order the events came in. No I/O, no clock except `now` for expiry.
+`ListBook.top_k` recomputes a list from scratch, so a list is always the top-K of the index, whatever
+order the events came in: exactly while a kind has fewer than `exact_below` open items, else among
+the item's ANN neighbours rescored exactly (`candidates.py`; recall measured, not assumed). No I/O,
+no clock except `now` for expiry.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from services.matcher.candidates import CandidateConfig, KindTable, score_bound
 from services.matcher.scoring import CandidateSet, LanguageCentroids, MatchItem, Prepared, Rules, prepare, score_against
 
 Key = tuple[str, str]  # (kind, id)
@@ -65,14 +68,14 @@ def _ts(value: Any) -> float:
 
 
 class ItemIndex:
-    """Every item the matcher knows, newest revision only; open items of each kind stacked into one
-    CandidateSet (contiguous float32 vectors), rebuilt lazily after a change."""
+    """Every item the matcher knows, newest revision only. The open ones of each kind are also rows of
+    a `KindTable` (contiguous float32 vectors and feature columns, an ANN index over them), updated
+    in place on every put, so a change costs one row write, not a rebuild."""
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         self.docs: dict[str, dict[str, dict[str, Any]]] = {"need": {}, "offer": {}}
-        self._prepared: dict[Key, tuple[int, Prepared]] = {}
-        self._sets: dict[str, tuple[list[str], CandidateSet] | None] = {"need": None, "offer": None}
+        self.tables: dict[str, KindTable] = {"need": KindTable(), "offer": KindTable()}
 
     def get(self, kind: str, item_id: str) -> dict[str, Any] | None:
         return self.docs[kind].get(item_id)
@@ -86,30 +89,40 @@ class ItemIndex:
         if doc.get("status") == "withdrawn" and "title" not in doc and held is not None:
             doc = {**held, "status": "withdrawn", "revision": doc["revision"]}
         self.docs[kind][item_id] = doc
-        self._prepared.pop((kind, item_id), None)
-        self._sets[kind] = None
+        if doc.get("status") == "open":
+            self.tables[kind].put(item_id, self._prepare(doc))
+        else:
+            self.tables[kind].drop(item_id)
         return True
 
-    def prepared(self, kind: str, item_id: str) -> Prepared:
-        doc = self.docs[kind][item_id]
-        held = self._prepared.get((kind, item_id))
-        if held is None or held[0] != doc["revision"]:
-            # the vector stays one float32 array (no Python list of floats inside the MatchItem)
-            vector = doc.get("embedding")
-            prepared = prepare(to_match_item({**doc, "embedding": None}), self.rules)
-            if vector is not None:
-                prepared = replace(prepared, vector=np.asarray(vector, dtype=np.float32))
-            held = (doc["revision"], prepared)
-            self._prepared[(kind, item_id)] = held
-        return held[1]
+    def _prepare(self, doc: dict[str, Any]) -> Prepared:
+        # the vector stays one float32 array (no Python list of floats inside the MatchItem)
+        vector = doc.get("embedding")
+        prepared = prepare(to_match_item({**doc, "embedding": None}), self.rules)
+        if vector is not None:
+            prepared = replace(prepared, vector=np.asarray(vector, dtype=np.float32))
+        return prepared
 
-    def open_set(self, kind: str) -> tuple[list[str], CandidateSet]:
-        cached = self._sets[kind]
-        if cached is None:
-            ids = sorted(i for i, d in self.docs[kind].items() if d.get("status") == "open")
-            cached = (ids, CandidateSet.build([self.prepared(kind, i) for i in ids]))
-            self._sets[kind] = cached
-        return cached
+    def prepared(self, kind: str, item_id: str) -> Prepared:
+        table = self.tables[kind]
+        slot = table.slot_of.get(item_id)
+        if slot is not None:
+            return table.items[slot]  # type: ignore[return-value]
+        return self._prepare(self.docs[kind][item_id])  # not open: prepared on demand (rare)
+
+    def open_count(self, kind: str) -> int:
+        return len(self.tables[kind])
+
+    def vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
+        """Ids and float32 vectors (rows aligned) of the open items of `kind` that have an embedding."""
+        return self.tables[kind].open_vectors()
+
+    def candidates(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None) -> tuple[list[str], CandidateSet]:
+        """Open items of `kind` to score `query` against: all of them (`count` None: exact), else its
+        `count` nearest neighbours by centred cosine."""
+        table = self.tables[kind]
+        rows = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count)
+        return [table.ids[r] for r in rows], table.take(rows)  # type: ignore[misc]
 
     def expiring(self, now_ts: float) -> list[Key]:
         """Open items whose expiry has passed (their lists and the lists holding them must go)."""
@@ -120,8 +133,10 @@ class ItemIndex:
 class ListBook:
     """The owned items' top-K lists as last written, and how to recompute them."""
 
-    def __init__(self, index: ItemIndex, rules: Rules, centroids: LanguageCentroids, owns: Callable[[str, str], bool]) -> None:
+    def __init__(self, index: ItemIndex, rules: Rules, centroids: LanguageCentroids, owns: Callable[[str, str], bool],
+                 config: CandidateConfig | None = None) -> None:
         self.index = index
+        self.config = config or CandidateConfig()
         self.rules = rules
         self.centroids = centroids
         self.owns = owns
@@ -142,15 +157,29 @@ class ListBook:
             del self.lists[key]
 
     def _scores(self, kind: str, item_id: str, now: datetime) -> tuple[list[str], np.ndarray]:
-        """Rounded scores of the item against every open item of the other kind; -1 where excluded
-        or not above min_score."""
-        ids, cset = self.index.open_set(other(kind))
-        if not ids:
-            return ids, np.zeros(0, dtype=np.float64)
-        batch = score_against(self.index.prepared(kind, item_id), cset, self.rules, self.centroids, now)
-        scores = np.round(batch.total.astype(np.float64), 4)
-        scores[batch.excluded | (scores <= self.rules.min_score)] = -1.0
-        return ids, scores
+        """Rounded scores of the item against its candidates of the other kind; -1 where excluded or
+        not above min_score. Candidates are every open item below `exact_below`, else the item's
+        ANN neighbours, widened while an item beyond them could still enter the top_k (`score_bound`)."""
+        them = other(kind)
+        n = self.index.open_count(them)
+        exact = n < self.config.exact_below
+        count = None if exact else self.config.candidates
+        query = self.index.prepared(kind, item_id)
+        for attempt in range(self.config.widen + 1):
+            ids, cset = self.index.candidates(them, query, self.centroids, count)
+            if not ids:
+                return ids, np.zeros(0, dtype=np.float64)
+            batch = score_against(query, cset, self.rules, self.centroids, now)
+            scores = np.round(batch.total.astype(np.float64), 4)
+            scores[batch.excluded | (scores <= self.rules.min_score)] = -1.0
+            if count is None or count >= n or attempt == self.config.widen:
+                return ids, scores
+            passing = np.sort(scores[scores >= 0])[::-1]
+            kth = float(passing[self.rules.top_k - 1]) if len(passing) >= self.rules.top_k else self.rules.min_score
+            if score_bound(self.rules, float(batch.cosine.min())) <= kth:
+                return ids, scores
+            count *= 4
+        raise AssertionError("unreachable")
 
     def top_k(self, key: Key, now: datetime | None = None) -> dict[str, Entry]:
         """The exact list of one item: its best `top_k` items of the other kind, ties by id."""
@@ -193,12 +222,17 @@ class ListBook:
         return out
 
 
-def oracle(docs: list[dict[str, Any]], rules: Rules, centroids: LanguageCentroids, now: datetime | None = None) -> set[tuple[str, str]]:
-    """The proposed set the stream must converge to: the union of every usable item's top-K."""
+EXACT = CandidateConfig(exact_below=2**62)
+
+
+def oracle(docs: list[dict[str, Any]], rules: Rules, centroids: LanguageCentroids, now: datetime | None = None,
+           config: CandidateConfig = EXACT) -> set[tuple[str, str]]:
+    """The proposed set the stream must converge to: the union of every usable item's top-K (exact
+    candidate generation unless another `config` is given, e.g. to measure the ANN path's recall)."""
     index = ItemIndex(rules)
     for doc in docs:
         index.put(doc)
-    book = ListBook(index, rules, centroids, owns=lambda *_: True)
+    book = ListBook(index, rules, centroids, owns=lambda *_: True, config=config)
     pairs: set[tuple[str, str]] = set()
     for kind in ("need", "offer"):
         for item_id in list(index.docs[kind]):

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from services.matcher import centring
+from services.matcher.candidates import CandidateConfig
 from services.matcher.centring import CentringSnapshot
 from services.matcher.lists import ItemIndex, ListBook
 from services.matcher.metrics import Metrics
@@ -115,7 +116,8 @@ class MatcherRuntime:
         self.producer = make_producer(self.settings, "matcher")
         await self.producer.start()
         index = ItemIndex(self.rules)
-        book = ListBook(index, self.rules, snap.centroids, self.owns)
+        config = CandidateConfig(candidates=self.settings.matcher_candidates, exact_below=self.settings.matcher_exact_below)
+        book = ListBook(index, self.rules, snap.centroids, self.owns, config)
         self.store = store
         self.service = MatcherService(store, book, self.embed, self.send, self.rules.version, snap.version, on_stage=self.metrics.stage)
         stream = store.watch_items()

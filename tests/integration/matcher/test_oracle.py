@@ -169,6 +169,17 @@ def check_web(workers: Workers, scenario: Scenario, rules: Any, centroids: Any) 
     assert "ssmatch_matcher_events_in_total" in text and "ssmatch_matcher_stage_seconds_bucket" in text
 
 
+def worker_env(broker: Broker, settings: Settings, rules_path: Path, **extra: str) -> dict[str, str]:
+    """The matcher workers' environment: this test's broker, databases, group and rules."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
+        "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
+        "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
+        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
+        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin", **extra,
+    }
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("n_workers", [1, 3])
 async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Broker, matcher_workers: Any, make_settings: Any,
@@ -176,13 +187,7 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
     rules_path = rules_copy(tmp_path / "rules.toml", top_k=2, min_score=0.1, version="oracle-1")
     rules = load_rules(str(rules_path))
     settings: Settings = make_settings(kafka_bootstrap_servers=own_broker.bootstrap, group_prefix=f"t{uuid.uuid4().hex[:6]}")
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap, "MONGODB_URI": settings.mongodb_uri,
-        "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
-        "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
-        "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
-        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin",
-    }
+    env = worker_env(own_broker, settings, rules_path)
     workers: Workers = matcher_workers(env)
     for i in range(n_workers):
         workers.start(i)
@@ -270,6 +275,68 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
         assert new_expected != expected
         docs = await store.matches.find({"status": "proposed", "need_id": {"$regex": f"^{scenario.prefix}-"}}).to_list(None)
         assert {d["rules_version"] for d in docs} == {"oracle-2"}
+    finally:
+        await producer.stop()
+        await projection.stop()
+        await client.drop_database(settings.matcher_db)
+        await client.drop_database(settings.catalog_db)
+        await client.close()
+
+
+ANN_RECALL_BOUND = 0.9  # on this tie-heavy catalog (8 distinct texts) with candidates at about half of a kind
+
+
+@pytest.mark.timeout(300)
+async def test_the_ann_candidate_path_reaches_its_recall_bound(own_broker: Broker, matcher_workers: Any, make_settings: Any,
+                                                               tmp_path: Path) -> None:
+    """The same stream with the approximate candidate generation forced on (every list from its 16 ANN
+    neighbours): the proposed set holds ≥ ANN_RECALL_BOUND of the exact oracle's pairs, and every
+    proposed pair is a valid one (both items open in the final catalog, score above min_score)."""
+    rules_path = rules_copy(tmp_path / "rules.toml", top_k=2, min_score=0.1, version="oracle-ann")
+    rules = load_rules(str(rules_path))
+    settings: Settings = make_settings(kafka_bootstrap_servers=own_broker.bootstrap, group_prefix=f"t{uuid.uuid4().hex[:6]}")
+    env = worker_env(own_broker, settings, rules_path, SSMATCH_MATCHER_EXACT_BELOW="0", SSMATCH_MATCHER_CANDIDATES="16")
+    workers: Workers = matcher_workers(env)
+    workers.start(0)
+    client = make_client(settings.mongodb_uri)
+    store = CatalogStore(client, settings.catalog_db)
+    projection = match_projection(settings, store)
+    projection.start()
+    producer = AIOKafkaProducer(bootstrap_servers=own_broker.bootstrap, acks="all", max_batch_size=1)
+    await producer.start()
+    scenario = Scenario(seed=1, n_items=60, n_events=160)
+    vectors = {t: v for t, v in zip(TITLES, Embedder().embed(TITLES), strict=True)}
+    matcher_db = make_client(settings.mongodb_uri).get_database(settings.matcher_db)
+    counts: dict[TopicPartition, int] = {}
+    try:
+        await asyncio.to_thread(workers.ready)
+        for event in scenario.events:
+            await publish(producer, event, counts)
+        docs = {d["_id"]: d for d in scenario.docs(vectors)}
+        expected: set[tuple[str, str]] = set()
+        got: set[tuple[str, str]] = set()
+
+        def valid(pair: tuple[str, str], centroids: Any) -> bool:
+            need, offer = docs[pair[0]], docs[pair[1]]
+            if need.get("status") != "open" or offer.get("status") != "open":
+                return False
+            return score_pair(to_match_item(need), to_match_item(offer), rules, centroids=centroids).total > rules.min_score
+
+        async def reached() -> bool:
+            nonlocal expected, got
+            snap = await load_centring(matcher_db["meta"])
+            centroids = (snap or priors_only(rules.semantic.language_prior_weight)).centroids
+            expected = oracle(list(docs.values()), rules, centroids)
+            got = await proposed_pairs(store, scenario.prefix)
+            return await processed_everything(workers, f"{settings.group_prefix}-matcher", own_broker.bootstrap, counts) \
+                and len(got & expected) >= ANN_RECALL_BOUND * len(expected) and all(valid(p, centroids) for p in got)
+
+        try:
+            await until(reached, 240, f"recall {ANN_RECALL_BOUND} of the oracle with ANN candidates", workers)
+        except AssertionError:
+            raise AssertionError(f"recall {len(got & expected)}/{len(expected)}, missing {sorted(expected - got)[:10]}, "
+                                 f"extra {sorted(got - expected)[:10]}\n{workers.logs()}") from None
+        assert len(expected) >= 20, "the scenario should propose a good number of pairs"
     finally:
         await producer.stop()
         await projection.stop()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from services.catalog.projection import project
+from services.matcher.candidates import CandidateConfig
 from services.matcher.centring import priors_only
 from services.matcher.lists import ItemIndex, ListBook
 from services.matcher.runtime import partition_for
@@ -73,6 +74,7 @@ class Cluster:
     catalog: Catalog = field(default_factory=Catalog)
     workers: list[MatcherService] = field(default_factory=list)
     fail_next_send: list[int] = field(default_factory=list)
+    config: CandidateConfig | None = None
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return np.stack([self.vectors[t.split(".")[0]] for t in texts])
@@ -84,7 +86,7 @@ class Cluster:
                 raise ConnectionError("broker unavailable")
             self.catalog.apply(records)
 
-        book = ListBook(ItemIndex(self.rules), self.rules, CENTRING.centroids, owns)
+        book = ListBook(ItemIndex(self.rules), self.rules, CENTRING.centroids, owns, self.config)
         service = MatcherService(self.store, book, self.embed, send, self.rules.version, CENTRING.version)  # type: ignore[arg-type]
         self.workers.append(service)
         return service
@@ -114,8 +116,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster_factory() -> Callable[..., Cluster]:
-    def make(workers: int = 1, rules: Rules | None = None, vectors: dict[str, np.ndarray] | None = None) -> Cluster:
-        c = Cluster(rules or make_rules(), vectors or {})
+    def make(workers: int = 1, rules: Rules | None = None, vectors: dict[str, np.ndarray] | None = None,
+             config: CandidateConfig | None = None) -> Cluster:
+        c = Cluster(rules or make_rules(), vectors or {}, config=config)
         for w in range(workers):
             c.add_worker(Cluster.share(w, workers))
         return c

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from services.matcher.candidates import CandidateConfig
 from services.matcher.lists import oracle
 from ssmatch.events import ItemWithdrawnPayload
 from tests.helpers import item_payload
@@ -70,6 +71,19 @@ async def test_random_interleavings_with_three_workers_equal_the_oracle(cluster_
         for event in events:
             await cluster.deliver(event)
         assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids), f"seed {seed}"
+
+
+async def test_the_ann_path_with_every_item_a_candidate_equals_the_oracle(cluster_factory: Any) -> None:
+    """The ANN index kept up to date through publishes, rewrites and withdrawals on three workers: with
+    enough candidates it must give exactly the exact oracle (a stale or missing row would show)."""
+    rng = random.Random(11)
+    events, vectors = random_events(rng, n_items=44, n_events=120)
+    config = CandidateConfig(candidates=12, exact_below=0)
+    cluster = cluster_factory(workers=3, rules=make_rules(top_k=2, min_score=0.2), vectors=vectors, config=config)
+    for event in events:
+        await cluster.deliver(event)
+    assert all(w.index.tables[k]._ann is not None for w in cluster.workers for k in ("need", "offer")), "the ANN path was not taken"  # noqa: SLF001
+    assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids)
 
 
 async def test_a_step_stored_but_not_sent_is_sent_by_the_next_owner_with_the_same_ids(cluster_factory: Any) -> None:

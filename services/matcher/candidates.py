@@ -1,0 +1,303 @@
+"""Where the candidates of a list come from: the open items of one kind in contiguous arrays, and an
+ANN index over their language-centred vectors, blocked by working language. Pure: no I/O, no clock.
+
+A `KindTable` keeps every open item of one kind in slots of preallocated arrays (float32 vectors and
+the per-item columns `CandidateSet` needs), grown by doubling, so a change is an O(1) write of one
+row, not a rebuild. A list is scored against a `take` of some rows: all of them while the kind is
+small (exact, still vectorised), else the `candidates` nearest neighbours of the item in HNSW
+indexes (usearch, int8) over the *centred* unit vectors — the vectors the semantic component compares
+— one per working language (the scorer's hard language filter: neighbours it could never be matched
+with would crowd out the ones it can), rescored exactly by the pure scorer. The index is rebuilt when the centring snapshot changes (a
+different centring moves every vector) and updated row by row otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+
+from services.matcher.scoring import CandidateSet, LanguageCentroids, Prepared, Rules
+
+# HNSW parameters: 16 links per node, wide construction; half-precision unit vectors keep the
+# index at ~0.8 KB per item and block (int8 lost recall: centred 384-d unit vectors have small
+# components); scores are computed again exactly from the float32 rows anyway.
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+MIN_EXPANSION_SEARCH = 64
+
+
+ALL = "*all"  # every item: searched by an item that accepts interpretation (it may meet anyone)
+INTERPRETING = "*interpreting"  # items that accept interpretation: anyone may meet them
+
+
+def item_blocks(p: Prepared) -> tuple[str, ...]:
+    """The ANN indexes an item is in: one per working language, plus the two above. Blocking follows
+    the scorer's hard language filter (a common language, or either side accepts interpretation), so
+    the neighbours of an item are items it may actually be matched with, not excluded ones."""
+    return (*p.item.languages, ALL, *((INTERPRETING,) if p.item.accepts_interpretation else ()))
+
+
+def query_blocks(p: Prepared) -> tuple[str, ...]:
+    """The indexes searched for an item's candidates (merged by distance)."""
+    return (ALL,) if p.item.accepts_interpretation else (*p.item.languages, INTERPRETING)
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many neighbours are rescored per list (`SSMATCH_MATCHER_CANDIDATES`), and below how many
+    open items of a kind every item is scored instead (`SSMATCH_MATCHER_EXACT_BELOW`; 0 forces the
+    ANN path, a huge number forces exact mode). When an item farther than the neighbours could still
+    beat the list's K-th pair (`score_bound`), the search widens (×4, at most `widen` times)."""
+
+    candidates: int = 200
+    exact_below: int = 2000
+    widen: int = 2
+
+
+def score_bound(rules: Rules, cosine: float) -> float:
+    """The highest total any pair with this centred cosine can reach under `rules`: full credit on
+    every component but the semantic one, code credit gated by the semantic agreement as the scorer
+    gates it. An item outside the candidates is no nearer than the farthest candidate, so when this
+    bound at the farthest candidate's cosine cannot beat the list's K-th score, widening is useless."""
+    weights = rules.weights.normalised()
+    sem = rules.semantic
+    semantic = min(1.0, max(0.0, (cosine - sem.floor) / (sem.ceiling - sem.floor)))
+    gate = min(1.0, semantic / rules.codes.semantic_gate) if rules.codes.semantic_gate > 0 else 1.0
+    codes = (weights["sectors"] + weights["modalities"] + weights["sdgs"]) * gate
+    return min(1.0, weights["semantic"] * semantic + weights["text"] + codes + weights["geography"])
+
+
+class KindTable:
+    """The prepared open items of one kind, one slot each, in columns (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str | None] = []
+        self.items: list[Prepared | None] = []
+        self.texts: list[str] = []
+        self.blocks: list[tuple[str, ...]] = []  # ANN blocks each slot is in (see item_blocks)
+        self.slot_of: dict[str, int] = {}
+        self._free: list[int] = []
+        self.lang_codes: list[str | None] = []
+        self._lang_pos: dict[str | None, int] = {}
+        self.dims = 0
+        self.capacity = 0
+        self.vectors = np.zeros((0, 0), dtype=np.float32)
+        self.sq_norms = np.zeros(0, dtype=np.float32)
+        self.used = np.zeros(0, dtype=bool)
+        self.has_vector = np.zeros(0, dtype=bool)
+        self.lang_index = np.zeros(0, dtype=np.int64)
+        self.sectors = np.zeros(0, dtype=np.int64)
+        self.modalities = np.zeros(0, dtype=np.int64)
+        self.sdgs = np.zeros(0, dtype=np.int64)
+        self.languages = np.zeros(0, dtype=np.int64)
+        self.expires = np.zeros(0, dtype=np.float64)
+        self.geography = np.zeros(0, dtype=np.float32)
+        self.orgs = np.zeros(0, dtype=object)
+        self.countries = np.zeros(0, dtype=object)
+        self.has_delivery = np.zeros(0, dtype=bool)
+        self._no_vector: set[int] = set()  # open items stored without a vector (not in the ANN index)
+        self._ann: dict[str, Index] | None = None
+        self._ann_centroids: LanguageCentroids | None = None
+
+    COLUMNS = ("sq_norms", "used", "has_vector", "lang_index", "sectors", "modalities", "sdgs", "languages",
+               "expires", "geography", "orgs", "countries", "has_delivery")
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def _grow(self) -> None:
+        """Double every column (and the vector matrix): amortised O(1) per put."""
+        new = max(64, self.capacity * 2)
+        for name in self.COLUMNS:
+            old = getattr(self, name)
+            col = np.zeros(new, dtype=old.dtype)
+            col[: self.capacity] = old
+            setattr(self, name, col)
+        matrix = np.zeros((new, self.dims), dtype=np.float32)
+        matrix[: self.capacity] = self.vectors
+        self.vectors = matrix
+        grown = new - self.capacity
+        self.ids += [None] * grown
+        self.items += [None] * grown
+        self.texts += [""] * grown
+        self.blocks += [()] * grown
+        self.capacity = new
+
+    def _lang(self, code: str | None) -> int:
+        if code not in self._lang_pos:
+            self._lang_pos[code] = len(self.lang_codes)
+            self.lang_codes.append(code)
+        return self._lang_pos[code]
+
+    def put(self, item_id: str, p: Prepared) -> int:
+        """Write (or overwrite) the item's row; returns its slot."""
+        vector = p.vector
+        if vector is not None:
+            if self.dims == 0:  # the first vector sizes the matrix
+                self.dims = vector.shape[0]
+                self.vectors = np.zeros((self.capacity, self.dims), dtype=np.float32)
+            elif vector.shape[0] != self.dims:
+                raise ValueError(f"item {item_id} has a {vector.shape[0]}-dimensional vector, the table holds {self.dims}")
+        slot = self.slot_of.get(item_id)
+        if slot is None:
+            slot = self._free.pop() if self._free else len(self.slot_of)
+            if slot >= self.capacity:
+                self._grow()
+            self.slot_of[item_id] = slot
+        self.ids[slot] = item_id
+        self.items[slot] = p
+        self.texts[slot] = p.text
+        self.used[slot] = True
+        if vector is not None:
+            self.vectors[slot] = vector
+            self.sq_norms[slot] = float(vector @ vector)
+            self.has_vector[slot] = True
+            self._no_vector.discard(slot)
+        else:
+            self.vectors[slot] = 0.0
+            self.sq_norms[slot] = 0.0
+            self.has_vector[slot] = False
+            self._no_vector.add(slot)
+        self.lang_index[slot] = self._lang(p.item.text_language)
+        self.sectors[slot], self.modalities[slot], self.sdgs[slot], self.languages[slot] = p.sectors, p.modalities, p.sdgs, p.languages
+        self.expires[slot] = p.expires_ts
+        self.geography[slot] = p.geography
+        self.orgs[slot] = p.item.organization_id
+        self.countries[slot] = p.item.country
+        self.has_delivery[slot] = bool(p.delivery)
+        old_blocks, self.blocks[slot] = self.blocks[slot], item_blocks(p)
+        self._ann_put(slot, old_blocks)
+        return slot
+
+    def drop(self, item_id: str) -> None:
+        """The item is no longer open: free its slot (reused by the next put)."""
+        slot = self.slot_of.pop(item_id, None)
+        if slot is None:
+            return
+        self.used[slot] = False
+        self.has_vector[slot] = False
+        self._no_vector.discard(slot)
+        self.ids[slot] = None
+        self.items[slot] = None
+        self.texts[slot] = ""
+        self.orgs[slot] = None
+        self.countries[slot] = None
+        self._free.append(slot)
+        if self._ann is not None:
+            for block in self.blocks[slot]:
+                if block in self._ann and self._ann[block].contains(slot):
+                    self._ann[block].remove(slot)
+        self.blocks[slot] = ()
+
+    def rows(self) -> np.ndarray:
+        """Slots of every open item, ascending."""
+        return np.flatnonzero(self.used[: self.capacity])
+
+    def take(self, rows: np.ndarray) -> CandidateSet:
+        """The rows as a CandidateSet for the pure scorer: O(len(rows)), no Prepared restacked."""
+        items = [self.items[r] for r in rows]
+        with_vectors = len(rows) > 0 and bool(self.has_vector[rows].all())
+        vectors = self.vectors[rows] if with_vectors else None
+        return CandidateSet(
+            items=items,  # type: ignore[arg-type]
+            texts=[self.texts[r] for r in rows],
+            vectors=vectors,
+            sq_norms=self.sq_norms[rows] if with_vectors else None,
+            lang_codes=list(self.lang_codes),
+            lang_index=self.lang_index[rows],
+            sectors=self.sectors[rows], modalities=self.modalities[rows], sdgs=self.sdgs[rows], languages=self.languages[rows],
+            open=np.ones(len(rows), dtype=bool),
+            expires=self.expires[rows],
+            geography=self.geography[rows],
+            orgs=self.orgs[rows],
+            countries=self.countries[rows],
+            has_delivery=self.has_delivery[rows],
+        )
+
+    # ---- approximate nearest neighbours ------------------------------------------------------------
+    def _centred(self, vectors: np.ndarray, lang_index: np.ndarray, centroids: LanguageCentroids | None) -> np.ndarray:
+        """Unit vectors after subtracting each row's language centroid: their dot product is the
+        centred cosine the scorer's semantic component uses."""
+        assert centroids is not None
+        means = np.stack([centroids.centroid(code) for code in self.lang_codes]).astype(np.float32)
+        out = vectors - means[lang_index]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    def _new_index(self) -> Index:
+        return Index(ndim=self.dims, metric="cos", dtype="f16", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+                     expansion_search=MIN_EXPANSION_SEARCH)
+
+    def _ensure_ann(self, centroids: LanguageCentroids) -> dict[str, Index]:
+        """The block indexes for this centring snapshot: built once over every open row, then kept up to date."""
+        if self._ann is not None and self._ann_centroids is centroids:
+            return self._ann
+        rows = self.rows()
+        rows = rows[self.has_vector[rows]]
+        unit = self._centred(self.vectors[rows], self.lang_index[rows], centroids) if len(rows) else np.zeros((0, self.dims), dtype=np.float32)
+        members: dict[str, list[int]] = {}
+        for pos, slot in enumerate(rows):
+            for block in self.blocks[slot]:
+                members.setdefault(block, []).append(pos)
+        indexes: dict[str, Index] = {}
+        for block, positions in members.items():
+            index = indexes[block] = self._new_index()
+            index.add(rows[positions].astype(np.uint64), unit[positions], threads=0)
+        self._ann, self._ann_centroids = indexes, centroids
+        return indexes
+
+    def _ann_put(self, slot: int, old_blocks: tuple[str, ...]) -> None:
+        if self._ann is None:
+            return
+        for block in old_blocks:
+            if block in self._ann and self._ann[block].contains(slot):
+                self._ann[block].remove(slot)
+        if not self.has_vector[slot]:
+            return
+        unit = self._centred(self.vectors[slot : slot + 1], self.lang_index[slot : slot + 1], self._ann_centroids)[0]
+        for block in self.blocks[slot]:
+            if block not in self._ann:
+                self._ann[block] = self._new_index()
+            self._ann[block].add(slot, unit)
+
+    def neighbours(self, query: Prepared, centroids: LanguageCentroids, count: int) -> np.ndarray:
+        """Slots of the `count` open items nearest to `query` by centred cosine (approximate) among
+        those the language filter lets it meet."""
+        if query.vector is None or self.dims == 0:
+            return self.rows()
+        indexes = self._ensure_ann(centroids)
+        mean = np.asarray(centroids.centroid(query.item.text_language), dtype=np.float32)
+        q = query.vector.astype(np.float32) - mean
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        keys: list[np.ndarray] = []
+        distances: list[np.ndarray] = []
+        for block in query_blocks(query):
+            index = indexes.get(block)
+            if index is None or len(index) == 0:
+                continue
+            index.expansion_search = max(MIN_EXPANSION_SEARCH, 2 * count)
+            found: Any = index.search(q, count)
+            keys.append(np.asarray(found.keys, dtype=np.int64))
+            distances.append(np.asarray(found.distances, dtype=np.float32))
+        if keys:
+            k, d = np.concatenate(keys), np.concatenate(distances)
+            k = k[np.argsort(d, kind="stable")]
+            _, first = np.unique(k, return_index=True)
+            k = k[np.sort(first)][:count]
+            k = k[(k >= 0) & (k < self.capacity)]
+            found_rows = k[self.used[k]]
+        else:
+            found_rows = np.zeros(0, dtype=np.int64)
+        # items without a vector are not in the index: keep them candidates (the scorer says why they fail)
+        if self._no_vector:
+            return np.concatenate([found_rows, np.fromiter(sorted(self._no_vector), dtype=np.int64)])
+        return found_rows
+
+    def open_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Ids and float32 vectors (rows aligned) of the open items that have a vector."""
+        rows = self.rows()
+        rows = rows[self.has_vector[rows]]
+        return [self.ids[r] for r in rows], self.vectors[rows].copy() if self.dims else np.zeros((0, 0), dtype=np.float32)  # type: ignore[misc]

@@ -1,0 +1,162 @@
+"""Candidate generation (issue 9, item 4): the slot table stays equal to what it was fed, the ANN
+index follows every put and drop, and the ANN path finds the exact top-K pairs at its recall bound."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+
+from services.matcher.candidates import CandidateConfig, KindTable
+from services.matcher.lists import EXACT, ItemIndex, ListBook, oracle
+from services.matcher.scoring import CandidateSet, score_against
+from tests.unit.matcher.conftest import CENTRING, DIMS, make_rules
+
+WORDS = ("seed", "water", "solar", "clinic", "teacher", "data", "loan", "port", "fish", "forest", "road", "vaccine",
+         "census", "grid", "school", "market", "soil", "irrigation", "housing", "youth")
+SECTORS = (["agriculture"], ["health"], ["energy"], ["education"], ["agriculture", "water_sanitation"], ["digital_ict"])
+LANGUAGES = ("en", "fr", "es")
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def catalog(n: int, seed: int, topics: int = 40) -> list[dict[str, Any]]:
+    """Needs and offers around `topics` topic directions, written in three languages: raw vector =
+    the language's centroid + a small topic direction, so centring leaves the topic (as with e5)."""
+    rng = np.random.default_rng(seed)
+    pick = random.Random(seed)
+    centres = rng.normal(size=(topics, DIMS))
+    docs = []
+    for i in range(n):
+        kind = "need" if i % 2 == 0 else "offer"
+        topic = int(rng.integers(topics))
+        lang = LANGUAGES[i % 3]
+        direction = unit(centres[topic] + rng.normal(size=DIMS) * 0.9)
+        docs.append({
+            "_id": f"{kind[0]}{i}", "kind": kind, "organization_id": f"org{i % 37}", "revision": 1, "status": "open",
+            "title": " ".join(pick.sample(WORDS, 3)) + f" {topic}", "description": "", "keywords": [], "text_language": lang,
+            "languages": [lang, "en"] if pick.random() < 0.7 else [lang], "country": pick.choice(["KEN", "BRA", "IND", "SEN"]),
+            "sectors": pick.choice(SECTORS), "modalities": ["capacity_development"], "sdgs": [pick.randint(1, 17)],
+            "embedding": (CENTRING.centroids.centroid(lang) + 0.05 * direction).astype(np.float32),
+        })
+    return docs
+
+
+def centred(doc: dict[str, Any]) -> np.ndarray:
+    return unit(doc["embedding"] - CENTRING.centroids.centroid(doc["text_language"]))
+
+
+def test_the_table_holds_what_it_was_fed_through_growth_updates_and_drops() -> None:
+    rules = make_rules()
+    index = ItemIndex(rules)
+    docs = catalog(400, seed=1)
+    for doc in docs:
+        index.put(doc)
+    for doc in docs[:60]:  # rewrites: new vector, new revision
+        index.put({**doc, "revision": 2, "embedding": docs[-1]["embedding"], "title": "rewritten " + doc["title"]})
+    for doc in docs[60:100]:
+        index.put({"_id": doc["_id"], "kind": doc["kind"], "organization_id": doc["organization_id"], "status": "withdrawn", "revision": 3})
+    for doc in docs[100:110]:  # published again after a withdrawal elsewhere: slots are reused
+        index.put({**doc, "_id": doc["_id"] + "b"})
+    table = index.tables["need"]
+    assert table.capacity >= 128 and len(table) == len({d["_id"] for d in index.docs["need"].values() if d["status"] == "open"})
+    ids, vectors = index.vectors("need")
+    assert len(ids) == len(set(ids)) == len(table)
+    for item_id, row in zip(ids, vectors, strict=True):
+        assert np.array_equal(row, np.asarray(index.get("need", item_id)["embedding"], dtype=np.float32))  # type: ignore[index]
+    assert not any(i in ids for i in (d["_id"] for d in docs[60:100]))
+    # a take of the table scores exactly like a CandidateSet built from the same prepared items
+    rows = table.rows()
+    query = index.prepared("offer", "o1")
+    got = score_against(query, table.take(rows), rules, CENTRING.centroids)
+    built = score_against(query, CandidateSet.build([table.items[r] for r in rows]), rules, CENTRING.centroids)  # type: ignore[misc]
+    # equal up to float32 summation order (a few 1e-6 on the cosine); lists compare scores rounded to 1e-4
+    assert np.allclose(got.total, built.total, atol=1e-4) and np.array_equal(got.excluded, built.excluded)
+
+
+def test_ann_neighbours_find_the_exact_nearest_items() -> None:
+    """4,000 offers: the 10 nearest by centred cosine among those sharing a working language with the
+    need are among its 100 ANN neighbours (recall ≥ 0.99), and no neighbour lacks a common language."""
+    index = ItemIndex(make_rules())
+    docs = catalog(8000, seed=2, topics=200)
+    for doc in docs:
+        index.put(doc)
+    table = index.tables["offer"]
+    offers = [d for d in docs if d["kind"] == "offer"]
+    matrix = np.stack([centred(d) for d in offers])
+    found = total = 0
+    for doc in docs[:200:2]:  # 100 needs as queries
+        meets = np.array([bool(set(o["languages"]) & set(doc["languages"])) for o in offers])
+        exact = {offers[j]["_id"] for j in np.argsort(-np.where(meets, matrix @ centred(doc), -2.0))[:10]}
+        near = {table.ids[r] for r in table.neighbours(index.prepared("need", doc["_id"]), CENTRING.centroids, 100)}
+        assert all(set(index.get("offer", o)["languages"]) & set(doc["languages"]) for o in near)  # type: ignore[index]
+        found += len(exact & near)
+        total += len(exact)
+    assert found / total >= 0.99, found / total
+
+
+def test_the_ann_index_follows_updates_withdrawals_and_a_new_centring() -> None:
+    index = ItemIndex(make_rules())
+    docs = catalog(600, seed=3)
+    for doc in docs:
+        index.put(doc)
+    table = index.tables["offer"]
+    query = index.prepared("need", "n0")
+
+    def nearest(count: int = 5, centroids: Any = CENTRING.centroids) -> list[str]:
+        return [table.ids[r] for r in table.neighbours(query, centroids, count)]  # type: ignore[misc]
+
+    before = nearest()
+    # an offer rewritten to say what n0 says becomes its nearest; a withdrawn one is never returned
+    moved = next(d for d in docs if d["kind"] == "offer" and d["_id"] not in before)
+    index.put({**moved, "revision": 2, "text_language": docs[0]["text_language"], "embedding": docs[0]["embedding"]})
+    assert nearest()[0] == moved["_id"]
+    index.put({"_id": before[0], "kind": "offer", "organization_id": "x", "status": "withdrawn", "revision": 9})
+    assert before[0] not in nearest(50)
+    index.put({**moved, "revision": 3, "embedding": docs[-1]["embedding"], "text_language": docs[-1]["text_language"]})
+    assert nearest(1) != [moved["_id"]] or np.allclose(centred(docs[-1]), centred(docs[0]))
+    # a new centring snapshot moves every centred vector: the index is rebuilt for it
+    shifted = type(CENTRING.centroids)({k: v + 0.01 for k, v in CENTRING.centroids.table.items()})  # type: ignore[call-arg]
+    offers = {table.ids[r]: r for r in table.rows()}
+    q = unit(docs[0]["embedding"] - shifted.centroid(docs[0]["text_language"]))
+    exact = sorted(offers, key=lambda i: -float(unit(table.vectors[offers[i]] - shifted.centroid(table.items[offers[i]].item.text_language)) @ q))  # type: ignore[union-attr]
+    assert set(exact[:3]) <= set(nearest(8, shifted))
+
+
+def test_the_ann_path_finds_the_exact_top_k_pairs() -> None:
+    """Every list's top-K with candidates from the ANN index, against exact candidate generation."""
+    rules = make_rules(top_k=3, min_score=0.2)
+    docs = catalog(800, seed=4, topics=40)
+    exact = oracle(docs, rules, CENTRING.centroids)
+    approx = oracle(docs, rules, CENTRING.centroids, config=CandidateConfig(candidates=30, exact_below=0))
+    assert len(exact) > 600
+    assert len(exact & approx) / len(exact) >= 0.99, len(exact & approx) / len(exact)
+
+
+def test_below_the_threshold_lists_are_exact_and_no_ann_index_is_built() -> None:
+    rules = make_rules(top_k=3, min_score=0.2)
+    docs = catalog(300, seed=5)
+    index = ItemIndex(rules)
+    for doc in docs:
+        index.put(doc)
+    book = ListBook(index, rules, CENTRING.centroids, owns=lambda *_: True)  # default: exact below 2,000 items
+    exact = ListBook(index, rules, CENTRING.centroids, owns=lambda *_: True, config=EXACT)
+    for doc in docs[:60]:
+        key = (doc["kind"], doc["_id"])
+        assert book.top_k(key) == exact.top_k(key)
+        assert book.affected(key) == exact.affected(key)
+    assert index.tables["need"]._ann is None and index.tables["offer"]._ann is None  # noqa: SLF001
+
+
+def test_a_table_without_vectors_still_lists_every_item() -> None:
+    table = KindTable()
+    index = ItemIndex(make_rules())
+    doc = {**catalog(2, seed=6)[0], "embedding": None}
+    index.put(doc)
+    table.put(doc["_id"], index.prepared("need", doc["_id"]))
+    assert list(table.rows()) == [0] and table.take(table.rows()).vectors is None
+    ids, vectors = index.vectors("need")
+    assert ids == [] and vectors.shape[0] == 0
