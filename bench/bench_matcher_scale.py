@@ -29,7 +29,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -75,7 +74,7 @@ def bench_index() -> float:
     loaded = 0
     for size in (N // 4, N // 2, N):
         for table in index.tables.values():
-            table._ann = None  # noqa: SLF001 - a worker starting at this size: the ANN blocks are built in one batch
+            table._ann = None
         t0 = time.perf_counter()
         for doc in docs[loaded:size]:
             index.put(doc)

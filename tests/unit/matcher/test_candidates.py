@@ -148,7 +148,7 @@ def test_below_the_threshold_lists_are_exact_and_no_ann_index_is_built() -> None
         key = (doc["kind"], doc["_id"])
         assert book.top_k(key) == exact.top_k(key)
         assert book.affected(key) == exact.affected(key)
-    assert index.tables["need"]._ann is None and index.tables["offer"]._ann is None  # noqa: SLF001
+    assert index.tables["need"]._ann is None and index.tables["offer"]._ann is None
 
 
 def test_a_table_without_vectors_still_lists_every_item() -> None:

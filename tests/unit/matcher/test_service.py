@@ -82,7 +82,7 @@ async def test_the_ann_path_with_every_item_a_candidate_equals_the_oracle(cluste
     cluster = cluster_factory(workers=3, rules=make_rules(top_k=2, min_score=0.2), vectors=vectors, config=config)
     for event in events:
         await cluster.deliver(event)
-    assert all(w.index.tables[k]._ann is not None for w in cluster.workers for k in ("need", "offer")), "the ANN path was not taken"  # noqa: SLF001
+    assert all(w.index.tables[k]._ann is not None for w in cluster.workers for k in ("need", "offer")), "the ANN path was not taken"
     assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids)
 
 
