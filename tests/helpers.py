@@ -32,8 +32,9 @@ def item_payload(kind: str = "need", **kw: Any) -> ItemPayload:
     return ItemPayload(**base)
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1) -> T:
-    """Poll an async check until it returns a truthy value; fail with the last value."""
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 60.0, interval: float = 0.1) -> T:
+    """Poll an async check until it returns a truthy value; fail with the last value. The bound is
+    generous: it only costs time when the check fails, and a loaded CI machine is slow."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -44,7 +45,7 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0, i
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
-async def read_topic(bootstrap: str, topic: str, predicate: Callable[[Any], bool], want: int, timeout: float = 20.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, predicate: Callable[[Any], bool], want: int, timeout: float = 60.0) -> list[Any]:
     """Read a topic from the beginning (no group) until `want` records match `predicate`."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=25)
     await consumer.start()

@@ -54,7 +54,7 @@ def env_factory(make_settings: Any) -> Any:
                     async def first_scan_done() -> bool:
                         return app.state.reminder.scans_total >= 1
 
-                    await eventually(first_scan_done, timeout=10, interval=0.02)
+                    await eventually(first_scan_done, timeout=60, interval=0.02)
                     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notify")
                     try:
                         yield app, api, (app, catalog), mailbox
@@ -127,7 +127,7 @@ async def test_one_reminder_for_the_item_expiring_within_the_window_once_with_on
         async def mailed() -> bool:
             return len(mailbox.messages) >= 1 and await deliveries.count_documents({"status": "sent", "organization_id": owner}) == 1
 
-        await eventually(mailed, timeout=15)
+        await eventually(mailed, timeout=60)
         await asyncio.sleep(0.4)
         assert len(mailbox.messages) == 1
         message = mailbox.messages[0]
@@ -157,19 +157,19 @@ async def test_the_background_scan_reminds_once_per_expiry_date(env_factory: Any
         async def reminded() -> list[dict[str, Any]]:
             return await inbox_of(api, owner_h)
 
-        first = await eventually(reminded, timeout=10)
+        first = await eventually(reminded, timeout=60)
         assert [(n["kind"], n["data"]["days"]) for n in first] == [("expiry_reminder", 5)]
-        await eventually(lambda: inbox_of(api, nomail_h), timeout=10)
+        await eventually(lambda: inbox_of(api, nomail_h), timeout=60)
         scans = reminder.scans_total
 
         async def more_scans() -> bool:
             return reminder.scans_total >= scans + 3
 
-        await eventually(more_scans, timeout=10)
+        await eventually(more_scans, timeout=60)
         assert len(await inbox_of(api, owner_h)) == 1 and len(await inbox_of(api, nomail_h)) == 1
         deliveries = app.state.worker.deliveries.coll
         assert await deliveries.count_documents({"organization_id": nomail}) == 0
-        await eventually(lambda: asyncio.sleep(0, result=len(mailbox.messages)), timeout=10)
+        await eventually(lambda: asyncio.sleep(0, result=len(mailbox.messages)), timeout=60)
         assert "Formación en riego" in mailbox.messages[0]["Subject"]
 
         # the owner extends the offer by two days: a new expiry date, so a new reminder
@@ -180,9 +180,9 @@ async def test_the_background_scan_reminds_once_per_expiry_date(env_factory: Any
             items = await inbox_of(api, owner_h)
             return items if len(items) == 2 else []
 
-        items = await eventually(second, timeout=10)
+        items = await eventually(second, timeout=60)
         assert [n["data"]["days"] for n in items] == [7, 5]  # newest first
-        await eventually(lambda: asyncio.sleep(0, result=len(mailbox.messages) == 2), timeout=10)
+        await eventually(lambda: asyncio.sleep(0, result=len(mailbox.messages) == 2), timeout=60)
         await asyncio.sleep(0.5)  # several more scans: nothing new
         assert len(await inbox_of(api, owner_h)) == 2 and len(mailbox.messages) == 2
         assert await deliveries.count_documents({"organization_id": owner}) == 2
