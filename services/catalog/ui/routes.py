@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
@@ -28,7 +30,31 @@ from ssmatch.auth import Principal
 from ssmatch.http import ApiError
 
 HERE = Path(__file__).resolve().parent
-router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+class PageRoute(APIRoute):
+    """Every workspace route: a visitor who is not signed in is sent to sign in (a page they asked for
+    with GET is where they come back to; a CSV export answers 401), and a refusal (`ApiError`, from
+    the use cases or the page) is the error page in the visitor's language, never JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired:
+                if request.url.path.endswith(".csv"):
+                    return Response(status_code=401)
+                target = "/ui/?" + urlencode({"next": request.url.path}) if request.method == "GET" else "/ui/"
+                return redirect(await page_of(request), target)
+            except ApiError as exc:
+                return error_page(await page_of(request), exc)
+
+        return page_handler
+
+
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 ROLE_NAMES = {"broker": labels.N_("broker"), "seeker": labels.N_("country office"), "provider": labels.N_("provider"), "admin": labels.N_("admin")}
@@ -322,15 +348,10 @@ def queue_filters_of(q: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
 
 @router.get("/queue", response_class=HTMLResponse)
 async def queue(request: Request) -> Response:
-    try:
-        page = await signed_in(request, "broker", "admin")
-        filters, dropped = queue_filters(request)
-        cursor = request.query_params.get("cursor") or None
-        items, next_cursor = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, cursor)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?" + urlencode({"next": str(request.url.path)}))
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    filters, dropped = queue_filters(request)
+    cursor = request.query_params.get("cursor") or None
+    items, next_cursor = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, cursor)  # type: ignore[arg-type]
     here = str(request.url.path) + ("?" + request.url.query if request.url.query else "")
     next_url = "/ui/queue?" + urlencode({**{k: v for k, v in filters.items()}, "cursor": next_cursor}) if next_cursor else None
     csv_url = "/ui/queue.csv" + ("?" + request.url.query if request.url.query else "")
@@ -341,14 +362,9 @@ async def queue(request: Request) -> Response:
 @router.get("/queue.csv")
 async def queue_csv(request: Request) -> Response:
     """The rows the queue page shows, same filters and cursor."""
-    try:
-        page = await signed_in(request, "broker", "admin")
-        filters, _ = queue_filters(request)
-        items, _ = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, request.query_params.get("cursor") or None)  # type: ignore[arg-type]
-    except SignInRequired:
-        return Response(status_code=401)
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    filters, _ = queue_filters(request)
+    items, _ = await usecases.list_queue(page.catalog, page.caller, filters, QUEUE_PAGE, request.query_params.get("cursor") or None)  # type: ignore[arg-type]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["match_id", "need_id", "offer_id", "need_title", "offer_title", "score", "status", "proposed_at"])
@@ -371,19 +387,14 @@ def _csv_response(page: Page, body: str, name: str) -> Response:
 
 @router.post("/queue/bulk")
 async def queue_bulk(request: Request) -> Response:
-    try:
-        page = await signed_in(request, "broker", "admin")
-        form = await form_of(request, page)
-        decision = str(form.get("decision") or "")
-        if decision not in ("approve", "reject"):
-            raise ApiError(422, page._("Choose approve or reject."))
-        ids = [str(i) for i in form.getlist("ids")][:50]
-        note = str(form.get("note") or "")[:2000] or None
-        results = await usecases.bulk_decide(page.catalog, page.caller, [(i, decision, note) for i in ids])  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    form = await form_of(request, page)
+    decision = str(form.get("decision") or "")
+    if decision not in ("approve", "reject"):
+        raise ApiError(422, page._("Choose approve or reject."))
+    ids = [str(i) for i in form.getlist("ids")][:50]
+    note = str(form.get("note") or "")[:2000] or None
+    results = await usecases.bulk_decide(page.catalog, page.caller, [(i, decision, note) for i in ids])  # type: ignore[arg-type]
     back = _safe_next(str(form.get("next") or ""), "/ui/queue")
     return render(page, "bulk_result.html", results=results, back=back)
 
@@ -411,23 +422,18 @@ async def _neighbours(page: Page, match: dict[str, Any], back: str) -> tuple[str
 
 @router.get("/matches/{match_id}", response_class=HTMLResponse)
 async def match_page(request: Request, match_id: str) -> Response:
-    try:
-        page = await signed_in(request)
-        match = await usecases.get_match(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
-        back = _safe_next(request.query_params.get("back"), "/ui/queue")
-        if page.caller.role in ("broker", "admin") and match["status"] == "proposed":  # type: ignore[union-attr]
-            claimed = await usecases.claim(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
-            if claimed is not None:
-                match.update({k: v for k, v in claimed.items() if k != "match_id"})
-            else:
-                match = await usecases.get_match(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
-        need = await _item_or_none(page, "need", match["need_id"])
-        offer = await _item_or_none(page, "offer", match["offer_id"])
-        prev_id, next_id = await _neighbours(page, match, back)
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?" + urlencode({"next": str(request.url.path)}))
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request)
+    match = await usecases.get_match(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+    back = _safe_next(request.query_params.get("back"), "/ui/queue")
+    if page.caller.role in ("broker", "admin") and match["status"] == "proposed":  # type: ignore[union-attr]
+        claimed = await usecases.claim(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+        if claimed is not None:
+            match.update({k: v for k, v in claimed.items() if k != "match_id"})
+        else:
+            match = await usecases.get_match(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
+    need = await _item_or_none(page, "need", match["need_id"])
+    offer = await _item_or_none(page, "offer", match["offer_id"])
+    prev_id, next_id = await _neighbours(page, match, back)
     mine = page.caller is not None and (match.get("claimed_by") in (None, page.caller.organization_id or "admin"))
     return render(page, "match.html", m=match, need=need, offer=offer, prev_id=prev_id, next_id=next_id, mine=mine,
                   events=usecases.allowed_steps(match, page.caller), outcome_form=usecases.accepts_outcome(),  # type: ignore[arg-type]
@@ -444,18 +450,13 @@ async def _item_or_none(page: Page, kind: str, item_id: str) -> dict[str, Any] |
 
 @router.post("/matches/{match_id}/decision")
 async def decide(request: Request, match_id: str) -> Response:
-    try:
-        page = await signed_in(request, "broker", "admin")
-        form = await form_of(request, page)
-        decision = str(form.get("decision") or "")
-        if decision not in ("approve", "reject"):
-            raise ApiError(422, page._("Choose approve or reject."))
-        note = str(form.get("note") or "").strip()[:2000] or None
-        await usecases.decide(page.catalog, page.caller, match_id, decision, note)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    form = await form_of(request, page)
+    decision = str(form.get("decision") or "")
+    if decision not in ("approve", "reject"):
+        raise ApiError(422, page._("Choose approve or reject."))
+    note = str(form.get("note") or "").strip()[:2000] or None
+    await usecases.decide(page.catalog, page.caller, match_id, decision, note)  # type: ignore[arg-type]
     done = "approved" if decision == "approve" else "rejected"
     nxt = _safe_next(str(form.get("next") or ""), f"/ui/matches/{match_id}")
     return redirect(page, nxt + ("&" if "?" in nxt else "?") + "done=" + done)
@@ -464,14 +465,9 @@ async def decide(request: Request, match_id: str) -> Response:
 @router.post("/matches/{match_id}/release")
 async def release(request: Request, match_id: str) -> Response:
     """Let go of a match without deciding it, so another broker may take it at once."""
-    try:
-        page = await signed_in(request, "broker", "admin")
-        form = await form_of(request, page)
-        await usecases.release(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    form = await form_of(request, page)
+    await usecases.release(page.catalog, page.caller, match_id)  # type: ignore[arg-type]
     return redirect(page, _safe_next(str(form.get("next") or ""), "/ui/queue"))
 
 
@@ -501,24 +497,15 @@ async def lifecycle(request: Request, match_id: str) -> Response:
             }
             outcome = {k: v for k, v in outcome.items() if v is not None}
         await usecases.record_step(page.catalog, page.caller, match_id, event, note, outcome)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
     except ValidationError as exc:
         return error_page(await page_of(request), ApiError(422, "; ".join(f"{f}: {m}" for f, m in usecases.validation_messages(exc))))
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
     return redirect(page, f"/ui/matches/{match_id}?done={event}")
 
 
 @router.get("/matches", response_class=HTMLResponse)
 async def my_matches(request: Request) -> Response:
-    try:
-        page = await signed_in(request, "seeker", "provider")
-        items = await usecases.party_matches(page.catalog, page.caller)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?next=/ui/matches")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "seeker", "provider")
+    items = await usecases.party_matches(page.catalog, page.caller)  # type: ignore[arg-type]
     return render(page, "my_matches.html", items=items)
 
 
@@ -532,13 +519,8 @@ async def items(request: Request, kinds: str) -> Response:
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
-    try:
-        page = await signed_in(request, OWNER_ROLE[kind])
-        docs = await usecases.my_items(page.catalog, page.caller, kind)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?next=/ui/" + kinds)
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, OWNER_ROLE[kind])
+    docs = await usecases.my_items(page.catalog, page.caller, kind)  # type: ignore[arg-type]
     return render(page, "items.html", kind=kind, items=docs, done=request.query_params.get("done"))
 
 
@@ -581,12 +563,7 @@ async def new_item(request: Request, kinds: str) -> Response:
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
-    try:
-        page = await signed_in(request, OWNER_ROLE[kind])
-    except SignInRequired:
-        return redirect(await page_of(request), f"/ui/?next=/ui/{kinds}/new")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, OWNER_ROLE[kind])
     values = {"languages": [page.lang], "country": (page.org or {}).get("country")}
     return render(page, "item_form.html", kind=kind, values=values, errors=[], taxonomy=TAXONOMY, item=None,
                   idem=new_csrf())
@@ -597,19 +574,14 @@ async def post_item(request: Request, kinds: str) -> Response:
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
+    page = await signed_in(request, OWNER_ROLE[kind])
+    form = await form_of(request, page)
+    fields = _form_fields(form, kind)
     try:
-        page = await signed_in(request, OWNER_ROLE[kind])
-        form = await form_of(request, page)
-        fields = _form_fields(form, kind)
-        try:
-            view = await usecases.post_item(page.catalog, page.caller, kind, fields, str(form.get("idem") or "")[:100] or None)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            return render(page, "item_form.html", status=422, kind=kind, values=fields, errors=usecases.validation_messages(exc),
-                          taxonomy=TAXONOMY, item=None, idem=str(form.get("idem") or new_csrf()))
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+        view = await usecases.post_item(page.catalog, page.caller, kind, fields, str(form.get("idem") or "")[:100] or None)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        return render(page, "item_form.html", status=422, kind=kind, values=fields, errors=usecases.validation_messages(exc),
+                      taxonomy=TAXONOMY, item=None, idem=str(form.get("idem") or new_csrf()))
     return redirect(page, f"/ui/{kinds}/{view['id']}?done=posted")
 
 
@@ -618,15 +590,10 @@ async def item_page(request: Request, kinds: str, item_id: str) -> Response:
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
-    try:
-        page = await signed_in(request)
-        doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
-        mine = page.caller is not None and (page.caller.organization_id == doc.get("organization_id") or page.caller.role in ("admin", "broker"))
-        matches = await usecases.item_matches(page.catalog, page.caller, kind, item_id) if mine else []  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?" + urlencode({"next": str(request.url.path)}))
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request)
+    doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
+    mine = page.caller is not None and (page.caller.organization_id == doc.get("organization_id") or page.caller.role in ("admin", "broker"))
+    matches = await usecases.item_matches(page.catalog, page.caller, kind, item_id) if mine else []  # type: ignore[arg-type]
     return render(page, "item.html", kind=kind, item=doc, matches=matches, done=request.query_params.get("done"),
                   owner=page.caller is not None and page.caller.organization_id == doc.get("organization_id"))
 
@@ -636,13 +603,8 @@ async def edit_item_form(request: Request, kinds: str, item_id: str) -> Response
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
-    try:
-        page = await signed_in(request, OWNER_ROLE[kind])
-        doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, OWNER_ROLE[kind])
+    doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
     return render(page, "item_form.html", kind=kind, values=_editable(doc), errors=[], taxonomy=TAXONOMY, item=doc, idem="")
 
 
@@ -651,21 +613,16 @@ async def edit_item(request: Request, kinds: str, item_id: str) -> Response:
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
+    page = await signed_in(request, OWNER_ROLE[kind])
+    form = await form_of(request, page)
+    fields = _form_fields(form, kind)
+    revision = _int(form, "revision") or 0
     try:
-        page = await signed_in(request, OWNER_ROLE[kind])
-        form = await form_of(request, page)
-        fields = _form_fields(form, kind)
-        revision = _int(form, "revision") or 0
-        try:
-            await usecases.edit_item(page.catalog, page.caller, kind, item_id, fields, revision)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
-            return render(page, "item_form.html", status=422, kind=kind, values=fields, errors=usecases.validation_messages(exc),
-                          taxonomy=TAXONOMY, item=doc, idem="")
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+        await usecases.edit_item(page.catalog, page.caller, kind, item_id, fields, revision)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        doc = await usecases.get_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
+        return render(page, "item_form.html", status=422, kind=kind, values=fields, errors=usecases.validation_messages(exc),
+                      taxonomy=TAXONOMY, item=doc, idem="")
     return redirect(page, f"/ui/{kinds}/{item_id}?done=saved")
 
 
@@ -674,12 +631,7 @@ async def withdraw(request: Request, kinds: str, item_id: str) -> Response:
     if kinds not in KINDS:
         return error_page(await page_of(request), ApiError(404, "not found"))
     kind = KINDS[kinds]
-    try:
-        page = await signed_in(request, OWNER_ROLE[kind])
-        await form_of(request, page)
-        await usecases.withdraw_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, OWNER_ROLE[kind])
+    await form_of(request, page)
+    await usecases.withdraw_item(page.catalog, page.caller, kind, item_id)  # type: ignore[arg-type]
     return redirect(page, f"/ui/{kinds}?done=withdrawn")

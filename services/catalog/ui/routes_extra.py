@@ -14,7 +14,7 @@ from services.catalog import importer
 from services.catalog.ui import charts, usecases
 from services.catalog.ui.routes import (
     TAXONOMY,
-    SignInRequired,
+    PageRoute,
     _csv_response,
     _notify,
     _unread,
@@ -28,17 +28,12 @@ from services.catalog.ui.routes import (
 )
 from ssmatch.http import ApiError
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 
 
 @router.get("/inbox", response_class=HTMLResponse)
 async def inbox(request: Request) -> Response:
-    try:
-        page = await signed_in(request, "seeker", "provider", "broker")
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?next=/ui/inbox")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "seeker", "provider", "broker")
     items: list[dict[str, Any]] | None
     try:
         r = await _notify(page, "GET", "/v1/notifications", params={"limit": 50})
@@ -55,10 +50,6 @@ async def mark_read(request: Request, notification_id: str) -> Response:
         page = await signed_in(request)
         await form_of(request, page)
         await _notify(page, "POST", f"/v1/notifications/{notification_id[:64]}/read")
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
     except httpx.HTTPError:
         pass
     return redirect(page, "/ui/inbox")
@@ -72,14 +63,9 @@ def report_filters(request: Request) -> dict[str, Any]:
 
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard(request: Request) -> Response:
-    try:
-        page = await signed_in(request, "broker", "admin")
-        filters = report_filters(request)
-        summary = await usecases.reports_summary(page.catalog, page.caller, filters)  # type: ignore[arg-type]
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?next=/ui/dashboard")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    filters = report_filters(request)
+    summary = await usecases.reports_summary(page.catalog, page.caller, filters)  # type: ignore[arg-type]
     query = ("?" + request.url.query) if request.url.query else ""
     return render(page, "dashboard.html", summary=summary, charts={name: make(summary) for name, make in charts.CHARTS.items()},
                   filters=filters, taxonomy=TAXONOMY, query_string=query)
@@ -89,13 +75,8 @@ async def dashboard(request: Request) -> Response:
 async def dashboard_csv(request: Request, chart: str) -> Response:
     if chart not in charts.CHARTS:
         return error_page(await page_of(request), ApiError(404, "no such chart"))
-    try:
-        page = await signed_in(request, "broker", "admin")
-        summary = await usecases.reports_summary(page.catalog, page.caller, report_filters(request))  # type: ignore[arg-type]
-    except SignInRequired:
-        return Response(status_code=401)
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "broker", "admin")
+    summary = await usecases.reports_summary(page.catalog, page.caller, report_filters(request))  # type: ignore[arg-type]
     data = charts.CHARTS[chart](summary)
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -107,12 +88,7 @@ async def dashboard_csv(request: Request, chart: str) -> Response:
 
 @router.get("/import", response_class=HTMLResponse)
 async def import_form(request: Request) -> Response:
-    try:
-        page = await signed_in(request, "seeker", "provider")
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/?next=/ui/import")
-    except ApiError as exc:
-        return error_page(await page_of(request), exc)
+    page = await signed_in(request, "seeker", "provider")
     return render(page, "import.html", result=None)
 
 
@@ -135,8 +111,6 @@ async def import_file(request: Request) -> Response:
         org = await usecases.org_of(page.catalog, page.caller)  # type: ignore[arg-type]
         result = await importer.import_rows(page.catalog.store, page.caller, org, kind, table, dry_run=form.get("dry_run") == "yes",
                                             request_hash=usecases.request_hash)
-    except SignInRequired:
-        return redirect(await page_of(request), "/ui/")
     except ApiError as exc:
         page = await page_of(request)
         fragment = request.headers.get("x-requested-with") == "fetch"
