@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,27 @@ async def known_to_notify(notify_app: Any, *orgs: Org, timeout: float = 90) -> N
 # ---- a broker of the package's own, and a real catalog process for tests whose notify runs apart ----
 
 
+@contextmanager
+def broker_of_its_own(servers: Any, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Any]:
+    """`servers` with a fresh embedded broker (every topic created, empty) in place of its own."""
+    port = free_port()
+    child = start_tansu(port, tmp_path_factory.mktemp(name))
+    bootstrap = f"127.0.0.1:{port}"
+    asyncio.run(ensure_topics(bootstrap))
+    try:
+        yield dataclasses.replace(servers, kafka_bootstrap=bootstrap, kafka_port=port, broker=child)
+    finally:
+        stop_all([child], grace_s=3)
+
+
+@pytest.fixture
+def flood_servers(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """For a test that writes thousands of events: a broker of its own, so the package's later tests
+    (each a fresh consumer group reading from offset 0) do not replay its flood."""
+    with broker_of_its_own(servers, tmp_path_factory, "notify-flood-broker") as own:
+        yield own
+
+
 @pytest.fixture(scope="package")
 def servers(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The session's document store with a broker of the notify tests' own. A notify test starts a
@@ -76,14 +97,8 @@ def servers(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     whole suite's history (thousands of proposals, each alerting every broker organization ever
     created), so how long a test waits would depend on what ran before it. Tansu starts in
     milliseconds (the matcher tests do the same)."""
-    port = free_port()
-    child = start_tansu(port, tmp_path_factory.mktemp("notify-broker"))
-    bootstrap = f"127.0.0.1:{port}"
-    asyncio.run(ensure_topics(bootstrap))
-    try:
-        yield dataclasses.replace(servers, kafka_bootstrap=bootstrap, kafka_port=port, broker=child)
-    finally:
-        stop_all([child], grace_s=3)
+    with broker_of_its_own(servers, tmp_path_factory, "notify-broker") as own:
+        yield own
 
 
 @pytest.fixture(scope="package")

@@ -50,8 +50,9 @@ def notify_process(settings: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "services.notify"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def test_sigkill_mid_batch_and_replay_from_zero_neither_lose_nor_duplicate(make_settings: Any, servers: Any) -> None:
-    settings = make_settings(group_prefix=uid("g"))
+async def test_sigkill_mid_batch_and_replay_from_zero_neither_lose_nor_duplicate(make_settings: Any, flood_servers: Any) -> None:
+    servers = flood_servers
+    settings = make_settings(group_prefix=uid("g"), kafka_bootstrap_servers=servers.kafka_bootstrap)
     tag = uid("t")
     n = 4000
     client = make_client(settings.mongodb_uri)
@@ -88,7 +89,8 @@ async def test_sigkill_mid_batch_and_replay_from_zero_neither_lose_nor_duplicate
         proc.wait(15)
 
         # Re-read the whole topic from offset 0 with a new group: nothing new is stored.
-        replay = make_settings(group_prefix=uid("replay"), notify_db=settings.notify_db, catalog_db=settings.catalog_db)
+        replay = make_settings(group_prefix=uid("replay"), notify_db=settings.notify_db, catalog_db=settings.catalog_db,
+                               kafka_bootstrap_servers=servers.kafka_bootstrap)
         worker = notify_consumer(replay, inbox, Directory(client, settings.notify_db))
         worker.start()
         await send_sentinels(producer, tag + "-again")

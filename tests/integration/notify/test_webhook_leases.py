@@ -65,8 +65,9 @@ def record(org: str, hook: str, name: str, now: datetime) -> dict[str, Any]:
 
 
 async def test_slow_and_retry_after_receivers_get_each_attempt_once_and_hold_up_no_one(make_settings: Any, receiver: Receiver) -> None:
-    # lease 2 s, a receiver taking 6 s: without renewal the other worker would claim and send again
-    settings = make_settings(webhook_allow_private=True, webhook_timeout_s=10, delivery_lease_s=2.0, delivery_poll_interval_s=0.1,
+    # lease 4 s, a receiver taking 12 s: without renewal the other worker would claim and send again (a
+    # shorter lease made a loaded machine's slow store writes look like lost leases for the fast ones)
+    settings = make_settings(webhook_allow_private=True, webhook_timeout_s=20, delivery_lease_s=4.0, delivery_poll_interval_s=0.1,
                              webhook_max_attempts=3, webhook_backoff_base_s=0.01)
     client = make_client(settings.mongodb_uri)
     store, subs = DeliveryStore(client, settings.notify_db), SubscriptionStore(client, settings.notify_db)
@@ -74,7 +75,7 @@ async def test_slow_and_retry_after_receivers_get_each_attempt_once_and_hold_up_
     await subs.init()
     org = uid("org")
     hooks = {name: (await subs.add_webhook(org, f"http://127.0.0.1:{receiver.port}/{name}", None))["_id"] for name in ("slow", "busy", "fast")}
-    receiver.delay["slow"] = 6.0
+    receiver.delay["slow"] = 12.0
     receiver.script["busy"] = [(503, {"Retry-After": "2"}), (200, {})]
     workers = [DeliveryWorker(settings, store, subs), DeliveryWorker(settings, store, subs)]
     try:
@@ -98,7 +99,7 @@ async def test_slow_and_retry_after_receivers_get_each_attempt_once_and_hold_up_
         async def all_sent() -> bool:
             return await store.coll.count_documents({"organization_id": org, "status": "sent"}) == 7
 
-        await eventually(all_sent, timeout=40, interval=0.1)
+        await eventually(all_sent, timeout=90, interval=0.1)
         assert len(receiver.on("slow")) == 1, "the lease was renewed: no second worker sent the slow delivery again"
         fast = receiver.on("fast")
         assert len(fast) == 5 and len({h[1] for h in fast}) == 5

@@ -118,8 +118,11 @@ def poll(fn: Callable[[], Any], timeout: float, interval: float = 0.3) -> Any:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = fn()
-        if last:
+        try:
+            last = fn()
+        except httpx.TransportError as exc:  # a supervised service restarting, or a dropped keep-alive
+            last = exc
+        if last and not isinstance(last, httpx.TransportError):
             return last
         time.sleep(interval)
     raise AssertionError(f"not within {timeout}s; last: {last!r}")
