@@ -131,6 +131,8 @@ class CatalogStore:
             await coll.create_index([("sectors", ASCENDING), ("_id", DESCENDING)])
             await coll.create_index([("sdgs", ASCENDING), ("_id", DESCENDING)])
             await coll.create_index([("country", ASCENDING), ("_id", DESCENDING)])
+            # the word index catches up from its watermark after a restart (IndexSync)
+            await coll.create_index([("updated_at", ASCENDING)])
         await self.matches.create_index([("status", ASCENDING), ("score", DESCENDING)])
         await self.matches.create_index([("need_id", ASCENDING), ("score", DESCENDING)])
         await self.matches.create_index([("offer_id", ASCENDING), ("score", DESCENDING)])
@@ -303,6 +305,10 @@ class CatalogStore:
     def _terms(q: str | None) -> list[str]:
         return [t for t in fold(q).split() if t][:8] if q else []
 
+    def list_query(self, filters: dict[str, Any], *, words: bool = True) -> dict[str, Any]:
+        """The store query of a list's filters; `words=False` leaves out `q` (the word index's part)."""
+        return self._list_query(filters if words else {**filters, "q": None})
+
     def _list_query(self, filters: dict[str, Any]) -> dict[str, Any]:
         query: dict[str, Any] = {}
         for key in ("sdgs", "sectors", "modalities", "country", "languages", "organization_id"):
@@ -360,6 +366,25 @@ class CatalogStore:
         docs = [by_id[i] for i in page_ids if i in by_id]
         next_cursor = encode_offset_cursor(offset + limit) if len(ranked) > offset + limit else None
         return docs, next_cursor
+
+    async def find_ids(self, kind: str, query: dict[str, Any], ids: list[str]) -> set[str]:
+        """Which of `ids` pass `query` now: the store has the last word on filters and visibility."""
+        if not ids:
+            return set()
+        found = await self.items[kind].find({**query, "_id": {"$in": ids}}, {"_id": 1}).to_list(len(ids))
+        return {d["_id"] for d in found}
+
+    async def items_by_ids(self, kind: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The documents of `ids`, in that order (unknown ids left out)."""
+        if not ids:
+            return []
+        by_id = {d["_id"]: d for d in await self.items[kind].find({"_id": {"$in": ids}}).to_list(len(ids))}
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def changed_since(self, kind: str, since: datetime, query: dict[str, Any] | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Items written after `since` (and passing `query`), oldest change first."""
+        cond = {**(query or {}), "updated_at": {"$gt": since}}
+        return await self.items[kind].find(cond).sort("updated_at", ASCENDING).limit(limit).to_list(limit)
 
     async def update_item(
         self, kind: str, item_id: str, principal: Principal, patch: dict[str, Any], expected_revision: int

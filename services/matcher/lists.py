@@ -73,6 +73,7 @@ class ItemIndex:
         self.docs: dict[str, dict[str, dict[str, Any]]] = {"need": {}, "offer": {}}
         self._prepared: dict[Key, tuple[int, Prepared]] = {}
         self._sets: dict[str, tuple[list[str], CandidateSet] | None] = {"need": None, "offer": None}
+        self._vectors: dict[str, tuple[list[str], np.ndarray] | None] = {"need": None, "offer": None}
 
     def get(self, kind: str, item_id: str) -> dict[str, Any] | None:
         return self.docs[kind].get(item_id)
@@ -88,7 +89,19 @@ class ItemIndex:
         self.docs[kind][item_id] = doc
         self._prepared.pop((kind, item_id), None)
         self._sets[kind] = None
+        self._vectors[kind] = None
         return True
+
+    def vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
+        """Ids and float32 unit vectors (rows aligned) of the open items of `kind` that have one: what a
+        search by meaning ranks. Built once per change of that kind."""
+        cached = self._vectors[kind]
+        if cached is None:
+            ids = sorted(i for i, d in self.docs[kind].items() if d.get("status") == "open" and d.get("embedding") is not None)
+            rows = [np.asarray(self.docs[kind][i]["embedding"], dtype=np.float32) for i in ids]
+            cached = (ids, np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32))
+            self._vectors[kind] = cached
+        return cached
 
     def prepared(self, kind: str, item_id: str) -> Prepared:
         doc = self.docs[kind][item_id]

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 import faust
 from faust.web import Request, Response, View
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.matcher.lists import to_match_item
 from services.matcher.metrics import CONTENT_TYPE
+from services.matcher import search
 from services.matcher.runtime import MatcherRuntime
 from services.matcher.scoring import MatchItem, item_text, score_pair
 from ssmatch.auth import TokenAuthority
@@ -29,6 +30,31 @@ class ScoreRequest(BaseModel):
     offer_id: str | None = None
     need: dict[str, Any] | None = None
     offer: dict[str, Any] | None = None
+
+
+class SearchRequest(BaseModel):
+    """A search by meaning: the query text, the kind of item, how many, and the list filters."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(min_length=1, max_length=1000)
+    kind: Literal["need", "offer"]
+    k: int = Field(20, ge=1, le=200)
+    filters: dict[str, list[str | int]] = Field(default_factory=dict)
+
+    @field_validator("q")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.strip() or any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+            raise ValueError("q must hold text without control characters")
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _known(cls, value: dict[str, list[str | int]]) -> dict[str, list[str | int]]:
+        unknown = sorted(set(value) - search.FILTER_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown filters {unknown}: use {sorted(search.FILTER_FIELDS)}")
+        return value
 
 
 def _error(view: View, status: int, code: str, message: str, details: Any = None) -> Response:
@@ -143,3 +169,21 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
             score = score_pair(items["need"], items["offer"], runtime.rules, centroids=snap.centroids)
             return self.json({"score": score.total, "excluded": score.excluded, "explanation": score.explanation(),
                               "rules_version": runtime.rules.version, "centring_version": snap.version})
+
+    @app.page("/v1/search")
+    class SearchView(View):
+        async def post(self, request: Request) -> Response:
+            """The open items nearest to the query by meaning (any language): the query is embedded once
+            with the matcher's model, then ranked against every open item's vector."""
+            if (denied := await authorized(self, request)) is not None:
+                return denied
+            try:
+                body = SearchRequest.model_validate(json.loads(await request.read() or b"{}"))
+            except (ValueError, ValidationError) as exc:
+                return _error(self, 422, "validation_failed", "the request is not valid", str(exc)[:1000])
+            service = await runtime.ensure_started()
+            vector = (await asyncio.to_thread(runtime.embed, [body.q]))[0]
+            ids, matrix = service.index.vectors(body.kind)
+            docs = service.index.docs[body.kind]
+            allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None
+            return self.json(search.nearest(ids, matrix, vector, body.k, allowed).view())
