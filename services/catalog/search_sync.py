@@ -93,7 +93,10 @@ class IndexSync(BackgroundTask):
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            await self._apply(batch)
+            try:
+                await self._apply(batch)
+            finally:
+                self.index.pending -= len(batch)
 
     async def _read(self, stream: Any) -> None:
         while stream.alive:
@@ -108,6 +111,7 @@ class IndexSync(BackgroundTask):
                 raise StreamInvalidated(str(change.get("operationType")))
             if doc is None:  # deleted (the API never deletes items; an operator might)
                 doc = {"_id": change["documentKey"]["_id"], "kind": kind, "status": "deleted"}
+            self.index.pending += 1
             self._queue.put_nowait(doc)
         raise RuntimeError("the item change stream ended")
 
@@ -121,6 +125,7 @@ class IndexSync(BackgroundTask):
     async def catch_up(self) -> None:
         while not self._queue.empty():  # left by a failed stream: the catch-up reads them again
             self._queue.get_nowait()
+            self.index.pending -= 1
         watermark = self.index.watermark
         if watermark is None:
             await self.rebuild()
@@ -150,7 +155,7 @@ class IndexSync(BackgroundTask):
         await asyncio.to_thread(self.index.clear)
         for kind in KINDS:
             batch: list[dict[str, Any]] = []
-            async for doc in self.store.items[kind].find({}).sort("_id", 1):
+            async for doc in self.store.items[kind].find({}):  # natural order: a sort makes SecantusDB hold them all
                 batch.append(doc)
                 if len(batch) >= REBUILD_BATCH:
                     await self._apply(batch)

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from services.catalog.adapters.matches import MatchRepository
 from services.catalog.adapters.meaning import MeaningClient, MeaningUnavailable
-from services.catalog.adapters.word_index import IndexUnavailable, WordIndex
+from services.catalog.adapters.word_index import IndexUnavailable, WordIndex, passes
 from services.catalog.domain import items as item_rules
 from services.catalog.domain import matches as match_rules
 from services.catalog.domain import search as search_rules
@@ -223,16 +223,16 @@ def _list_filters(principal: Principal, params: ItemListIn) -> dict[str, Any]:
 async def list_items(c: Catalog, principal: Principal, kind: Kind, params: ItemListIn, credential: str | None = None) -> dict[str, Any]:
     """One page of needs or offers; others' drafts and withdrawn items are never listed.
 
-    With `q`, the word index answers (the store's scan is the fallback while it is being built):
-    newest first, items holding every word; or, with `sort=relevance`, the words' ranking fused with
-    the matcher's nearest items by meaning, each item saying why it was found. `credential` is the
-    caller's bearer token, passed on to the matcher."""
+    Served by the word index (the catalog's read model) once it agrees with the store, else by the
+    store: newest first, with `q` the items holding every word; or, with `q` and `sort=relevance`, the
+    words' ranking fused with the matcher's nearest items by meaning, each item saying why it was
+    found. `credential` is the caller's bearer token, passed on to the matcher."""
     filters = _list_filters(principal, params)
-    if params.q and c.words is not None and c.words.ready:
+    if c.words is not None and c.words.ready:
         try:
-            if params.sort == "relevance":
+            if params.q and params.sort == "relevance":
                 return await _search_by_relevance(c, kind, params, filters, credential)
-            return await _search_newest_first(c, kind, params, filters)
+            return await _newest_first(c, kind, params, filters)
         except IndexUnavailable:
             pass  # a filter the index cannot express, or a failing index: the store answers below
     docs, next_cursor = await c.store.list_items(kind, filters, params.limit, params.cursor, sort=params.sort)
@@ -249,35 +249,48 @@ WORD_WINDOW = 300
 MEANING_K = 100
 
 
-async def _recent(c: Catalog, kind: Kind, base: dict[str, Any]) -> list[dict[str, Any]]:
+async def _recent(c: Catalog, kind: Kind, base: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Items passing the filters written since just before the index's watermark: the index may not
     hold them yet, so the store's copy decides (an author always finds what they just posted)."""
     assert c.words is not None
     mark = c.words.watermark
-    return await c.store.changed_since(kind, mark - _OVERLAP, base, limit=200) if mark is not None else []
+    if mark is None or not c.words.may_lag(_OVERLAP.total_seconds()):
+        return {}
+    recent = await c.store.changed_since(kind, mark - _OVERLAP)
+    return {d["_id"]: d for d in recent if passes(d, base)}
 
 
-async def _search_newest_first(c: Catalog, kind: Kind, params: ItemListIn, filters: dict[str, Any]) -> dict[str, Any]:
+async def _page_docs(c: Catalog, kind: Kind, base: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The page's items from the store, those that still pass the filters (the index may lag a write)."""
+    return {d["_id"]: d for d in await c.store.items_by_ids(kind, ids) if passes(d, base)}
+
+
+async def _newest_first(c: Catalog, kind: Kind, params: ItemListIn, filters: dict[str, Any]) -> dict[str, Any]:
+    """A newest-first page from the index: every item passing the filters (and holding every word of
+    `q`), keyset-paged on the id like the store's list."""
     assert c.words is not None
-    terms = search_rules.analyse_query(params.q)
+    terms = search_rules.analyse_query(params.q) if params.q else None
     base = c.store.list_query(filters, words=False)
     before = decode_cursor(params.cursor) if params.cursor else None
-    fetch = params.limit * 2 + 1
+    fetch = params.limit + 1
     hits = [h.id for h in c.words.search(kind, terms, base, mode="all", limit=fetch, before_id=before)]
-    recent = await _recent(c, kind, base)
-    fresh = {d["_id"]: search_rules.matches_all(terms, d) for d in recent if before is None or d["_id"] < before}
-    ids = sorted({i for i in hits if fresh.get(i, True)} | {i for i, ok in fresh.items() if ok}, reverse=True)
-    passing = await c.store.find_ids(kind, base, ids)
-    ids = [i for i in ids if i in passing]
-    docs = await c.store.items_by_ids(kind, ids[: params.limit])
-    more = len(ids) > params.limit or (len(hits) == fetch and bool(docs))
+    recent = {i: d for i, d in (await _recent(c, kind, base)).items() if before is None or i < before}
+    fresh = {i: terms is None or search_rules.matches_all(terms, d) for i, d in recent.items()}
+    ids = sorted({i for i in hits if fresh.get(i, True)} | {i for i, ok in fresh.items() if ok}, reverse=True)[:fetch]
+    docs = await _page_docs(c, kind, base, ids[: params.limit])
     items = []
-    for doc in docs:
+    for item_id in ids[: params.limit]:
+        if (doc := docs.get(item_id)) is None:
+            continue
         view = item_view(doc)
-        view["search"] = {"score": None, "reasons": [search_rules.MATCHED_WORDS], "matched_words": search_rules.matched_words(terms, doc), "similarity": None}
+        if terms is not None:
+            view["search"] = {"score": None, "reasons": [search_rules.MATCHED_WORDS], "matched_words": search_rules.matched_words(terms, doc), "similarity": None}
         items.append(view)
-    next_cursor = encode_cursor(docs[-1]["_id"]) if more and docs else None
-    return {"items": items, "next_cursor": next_cursor, "search": {"words": "index", "meaning": "not used", "message": None}}
+    next_cursor = encode_cursor(ids[params.limit - 1]) if len(ids) > params.limit else None
+    page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
+    if terms is not None:
+        page["search"] = {"words": "index", "meaning": "not used", "message": None}
+    return page
 
 
 def _meaning_filters(filters: dict[str, Any]) -> dict[str, list[Any]]:
@@ -297,7 +310,7 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
     terms = search_rules.analyse_query(params.q)
     base = c.store.list_query(filters, words=False)
     word_ids = [h.id for h in c.words.search(kind, terms, base, mode="any", limit=WORD_WINDOW)]
-    recent = {d["_id"]: d for d in await _recent(c, kind, base)}
+    recent = await _recent(c, kind, base)
     # the store's copy of a just-written item decides whether it matches; one the index lacks comes last
     word_ids = [i for i in word_ids if i not in recent or search_rules.matched_words(terms, recent[i])]
     held = set(word_ids)
@@ -315,14 +328,11 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
         except MeaningUnavailable as exc:
             info.update(meaning="unavailable", message=f"{exc}; results found by words only")
     fused = search_rules.fuse(word_ids, meaning)
-    passing = await c.store.find_ids(kind, base, [f.id for f in fused])
-    fused = [f for f in fused if f.id in passing]
     page = fused[offset : offset + params.limit]
-    docs = {d["_id"]: d for d in await c.store.items_by_ids(kind, [f.id for f in page])}
+    docs = await _page_docs(c, kind, base, [f.id for f in page])
     items = []
     for found in page:
-        doc = docs.get(found.id)
-        if doc is None:
+        if (doc := docs.get(found.id)) is None:
             continue
         found.matched_words = search_rules.matched_words(terms, doc)
         items.append({**item_view(doc), "search": found.view()})

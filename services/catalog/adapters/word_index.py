@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,28 @@ class IndexUnavailable(RuntimeError):
 
 class UnsupportedFilter(IndexUnavailable):
     """A list filter the index cannot express."""
+
+
+def passes(doc: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    """Whether a stored item passes the store's list query, evaluated here (same operators as the
+    index's translation): SecantusDB's planner scans the collection for a query mixing `_id $in` with
+    other fields, so the page's items are fetched by id alone and checked in Python."""
+    for name, cond in filters.items():
+        value = doc.get(name)
+        values = [str(v) for v in value] if isinstance(value, list) else ([] if value is None else [str(value)])
+        if not isinstance(cond, dict):
+            if str(cond) not in values:
+                return False
+            continue
+        for op, wanted in cond.items():
+            allowed = {str(v) for v in wanted} if isinstance(wanted, list | tuple | set) else {str(wanted)}
+            if op == "$in" and not allowed.intersection(values):
+                return False
+            if op in ("$ne", "$nin") and allowed.intersection(values):
+                return False
+            if op not in ("$in", "$ne", "$nin"):
+                raise UnsupportedFilter(f"{name}.{op}")
+    return True
 
 
 def _guarded(call: Any) -> Any:
@@ -127,6 +150,17 @@ class WordIndex:
         self.index, self.meta = self._open()
         self.writer = self._writer()
         self.ready = False  # set by IndexSync once the index agrees with the store
+        self.pending = 0  # changes read from the stream, not yet committed (kept by IndexSync)
+        self._written_at = float("-inf")
+
+    def touch(self) -> None:
+        """This process just wrote an item: for a moment, lists also read the latest writes from the store."""
+        self._written_at = time.monotonic()
+
+    def may_lag(self, window_s: float) -> bool:
+        """Whether a write may not be searchable yet: one was made here within `window_s`, or the
+        stream has delivered changes still being applied. Otherwise lists skip the store round trip."""
+        return self.pending > 0 or time.monotonic() - self._written_at < window_s
 
     # ---- opening -------------------------------------------------------------------------------
     def _open(self) -> tuple[tantivy.Index, dict[str, Any]]:
@@ -225,7 +259,7 @@ class WordIndex:
     def search(
         self,
         kind: str,
-        terms: QueryTerms,
+        terms: QueryTerms | None,
         filters: Mapping[str, Any],
         *,
         mode: Literal["all", "any"],
@@ -233,11 +267,14 @@ class WordIndex:
         before_id: str | None = None,
     ) -> list[WordHit]:
         """Items of `kind` passing `filters` that contain every term (`all`, newest first, from
-        `before_id` down) or any term (`any`, best BM25 first, title words count double)."""
-        if terms.empty:
+        `before_id` down) or any term (`any`, best BM25 first, title words count double). Without
+        terms (a filter-only list), every item passing the filters, newest first."""
+        if terms is not None and terms.empty:
             return []
-        clauses = [self._term_clause(w) for w in terms.words] + [self._han_clause(r) for r in terms.han_runs]
-        if mode == "all":
+        clauses = [] if terms is None else [self._term_clause(w) for w in terms.words] + [self._han_clause(r) for r in terms.han_runs]
+        if terms is None:
+            text = tantivy.Query.all_query()
+        elif mode == "all":
             text = tantivy.Query.boolean_query([(tantivy.Occur.Must, c) for c in clauses])
         else:
             text = tantivy.Query.boolean_query([(tantivy.Occur.Should, c) for c in clauses])
@@ -248,7 +285,7 @@ class WordIndex:
 
     def _run(self, query: tantivy.Query, mode: str, limit: int) -> list[WordHit]:
         searcher = self.index.searcher()
-        if mode == "all":
+        if mode == "all":  # newest first: ObjectIds sort by creation time
             result = searcher.search(query, limit, count=False, order_by_field="id", order=tantivy.Order.Desc)
             return [WordHit(str(key), 0.0) for key, _ in result.hits]
         result = searcher.search(query, limit, count=False)

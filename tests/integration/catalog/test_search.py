@@ -135,6 +135,19 @@ async def test_filters_and_cursor_pages_agree_with_the_store(search_api: Api) ->
     assert await ids(api, other, **mine, status="draft") == []  # another organization's draft stays private
     assert await ids(api, office, **mine, region="Africa", group="LDC") == list(reversed(made))  # MWI
     assert await ids(api, office, **mine, country="SEN") == []
+    # filter-only lists are served by the index too, and agree with the store's own query, page by page
+    from services.catalog import service
+    from services.catalog.models import ItemListIn
+    from ssmatch.auth import Principal
+
+    caller = Principal(role="seeker", organization_id=org)
+    store_only = service.Catalog(api.app.state.store, api.app.state.catalog.matches)
+    for params in ({}, {"sector": "energy"}, {"sdg": 6, "status": "open"}, {"status": "draft"}, {"region": "Africa", "limit": 2}, {"language": "fr", "modality": "capacity_development"}):
+        query = ItemListIn(organization_id=org, **params)
+        indexed = await service.list_items(api.app.state.catalog, caller, "need", query)
+        scanned = await service.list_items(store_only, caller, "need", query)
+        assert [n["id"] for n in indexed["items"]] == [n["id"] for n in scanned["items"]], params
+        assert indexed["next_cursor"] == scanned["next_cursor"], params
 
 
 async def test_a_restarted_catalog_answers_as_before_and_a_lost_index_is_rebuilt(make_settings: Any) -> None:
