@@ -32,6 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -65,8 +68,7 @@ def meaning_app(items_file: str) -> Any:
     import json
 
     import numpy as np
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
 
     from services.matcher import search
     from services.matcher.scoring import Embedder
@@ -86,7 +88,7 @@ def meaning_app(items_file: str) -> Any:
         allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None
         return JSONResponse(search.nearest(ids, matrix, vector, body.k, allowed).view())
 
-    app.add_api_route("/v1/search", view, methods=["POST"])  # not a decorator: its annotations are strings here
+    app.add_api_route("/v1/search", view, methods=["POST"])
     return app
 
 
