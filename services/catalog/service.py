@@ -32,6 +32,7 @@ Reports
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -309,22 +310,29 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
     offset = decode_offset_cursor(params.cursor) if params.cursor else 0
     terms = search_rules.analyse_query(params.q)
     base = c.store.list_query(filters, words=False)
-    word_ids = [h.id for h in c.words.search(kind, terms, base, mode="any", limit=WORD_WINDOW)]
-    recent = await _recent(c, kind, base)
-    # the store's copy of a just-written item decides whether it matches; one the index lacks comes last
-    word_ids = [i for i in word_ids if i not in recent or search_rules.matched_words(terms, recent[i])]
-    held = set(word_ids)
-    word_ids += [i for i, d in recent.items() if i not in held and search_rules.matched_words(terms, d)]
     info: dict[str, Any] = {"words": "index", "meaning": "used", "message": None}
-    meaning: list[search_rules.MeaningHit] = []
+    asked: asyncio.Task[search_rules.MeaningResult] | None = None
     if params.status not in (None, "open"):
         info.update(meaning="not used", message="search by meaning covers open items only")
     elif c.meaning is None:
         info.update(meaning="unavailable", message="search by meaning is not configured")
-    else:
+    else:  # the matcher embeds and ranks while the word index and the store answer here
+        asked = asyncio.create_task(c.meaning.nearest(kind, params.q, MEANING_K, _meaning_filters(filters), credential))
+    try:
+        word_ids = [h.id for h in c.words.search(kind, terms, base, mode="any", limit=WORD_WINDOW)]
+        recent = await _recent(c, kind, base)
+    except BaseException:
+        if asked is not None:
+            asked.cancel()
+        raise
+    # the store's copy of a just-written item decides whether it matches; one the index lacks comes last
+    word_ids = [i for i in word_ids if i not in recent or search_rules.matched_words(terms, recent[i])]
+    held = set(word_ids)
+    word_ids += [i for i, d in recent.items() if i not in held and search_rules.matched_words(terms, d)]
+    meaning: list[search_rules.MeaningHit] = []
+    if asked is not None:
         try:
-            result = await c.meaning.nearest(kind, params.q, MEANING_K, _meaning_filters(filters), credential)
-            meaning = result.standing_out()
+            meaning = (await asked).standing_out()
         except MeaningUnavailable as exc:
             info.update(meaning="unavailable", message=f"{exc}; results found by words only")
     fused = search_rules.fuse(word_ids, meaning)
