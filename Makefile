@@ -26,6 +26,7 @@ test-fast: install
 
 eval: install
 	$(BIN)/python -m services.matcher.evaluate $(if $(EVAL_SET),--set $(EVAL_SET))
+	$(BIN)/python -m services.catalog.search_eval $(if $(EVAL_SET),--set $(EVAL_SET))
 
 bench: install
 	$(BIN)/python -m bench

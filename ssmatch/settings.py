@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,13 @@ class Settings(BaseSettings):
     catalog_url: str | None = Field(None, validation_alias=_env("SSMATCH_CATALOG_URL"))
     token_cache_s: float = Field(15.0, ge=0, le=60, validation_alias=_env("SSMATCH_TOKEN_CACHE_S"))
 
+    # Catalog search (issue 13): where the word index lives (a directory per catalog database below it;
+    # unset: the system's temporary directory, as tests want; `make run` puts it under SSMATCH_DATA_DIR),
+    # and the matcher that answers searches by meaning (unset: 127.0.0.1:MATCHER_PORT) within a timeout.
+    search_index_dir: str | None = Field(None, validation_alias=_env("SSMATCH_SEARCH_INDEX_DIR"))
+    matcher_url: str | None = Field(None, validation_alias=_env("SSMATCH_MATCHER_URL"))
+    search_meaning_timeout_s: float = Field(1.0, gt=0, le=30, validation_alias=_env("SSMATCH_SEARCH_MEANING_TIMEOUT_S"))
+
     matcher_rules_file: str | None = Field(None, validation_alias=_env("SSMATCH_RULES_FILE"))
 
     outbox_poll_interval_s: float = Field(0.5, validation_alias=_env("SSMATCH_OUTBOX_POLL_INTERVAL_S"))
@@ -107,6 +115,17 @@ class Settings(BaseSettings):
             self.mongodb_uri = f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
         return self
 
+
+    @property
+    def matcher_base_url(self) -> str:
+        return (self.matcher_url or f"http://127.0.0.1:{self.matcher_port}").rstrip("/")
+
+    @property
+    def search_index_path(self) -> Path:
+        import tempfile
+
+        root = Path(self.search_index_dir) if self.search_index_dir else Path(tempfile.gettempdir()) / "ssmatch-search"
+        return root / self.catalog_db
 
     @property
     def catalog_base_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.catalog import metrics as catalog_metrics
 from services.catalog.adapters.matches import FacetEnricher, MatchRepository
+from services.catalog.adapters.meaning import MeaningClient
+from services.catalog.adapters.word_index import WordIndex
 from services.catalog.api import router
 from services.catalog.api.errors import install_domain_errors
 from services.catalog.importer import MAX_FILE_BYTES
@@ -20,6 +23,7 @@ from services.catalog.introspect import router as introspect_router
 from services.catalog.outbox import OutboxRelay
 from services.catalog.projection import match_projection
 from services.catalog.ratelimit import RateLimiter
+from services.catalog.search_sync import IndexSync
 from services.catalog.service import Catalog
 from services.catalog.store import CatalogStore
 from services.catalog.ui import mount as mount_workspace
@@ -161,17 +165,33 @@ def _pydantic_errors_are_422(app: FastAPI) -> None:
         return error_response(422, "validation_failed", "the request is not valid", validation_details(list(exc.errors())))
 
 
-def create_app(settings: Settings | None = None, *, start_background: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, start_background: bool = True, start_search: bool | None = None) -> FastAPI:
+    """`start_background` starts the Kafka-facing tasks (relay, projection, enricher); `start_search`
+    (default: the same) the word index's sync, which needs only the store."""
     settings = settings or get_settings()
+    search_on = start_background if start_search is None else start_search
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = make_client(settings.mongodb_uri)
         await ping(client)
         relay_holder: dict[str, OutboxRelay] = {}
-        store = CatalogStore(client, settings.catalog_db, on_outbox_write=lambda: relay_holder["relay"].wake())
+        words_holder: dict[str, WordIndex] = {}
+
+        def written() -> None:  # an item or organization was written by this process
+            relay_holder["relay"].wake()
+            if "words" in words_holder:
+                words_holder["words"].touch()
+
+        store = CatalogStore(client, settings.catalog_db, on_outbox_write=written)
         await store.init_indexes()
-        catalog = Catalog(store, MatchRepository(store))
+        # the word index is this process's read model; without its sync, `q` is answered by the store
+        words = await asyncio.to_thread(WordIndex, settings.search_index_path) if search_on else None
+        meaning = MeaningClient(settings.matcher_base_url, settings.search_meaning_timeout_s)
+        catalog = Catalog(store, MatchRepository(store), words=words, meaning=meaning)
+        index_sync = IndexSync(store, words) if words is not None else None
+        if words is not None:
+            words_holder["words"] = words
         await catalog.matches.init_indexes()
         app.state.ui_sessions = Sessions(store.db)
         await app.state.ui_sessions.init_indexes()  # expired workspace sessions are swept by TTL
@@ -184,17 +204,24 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         app.state.relay = relay
         app.state.projection = projection
         app.state.enricher = enricher
+        app.state.words = words
+        app.state.index_sync = index_sync
         app.state.authority = TokenAuthority(store.db, settings.admin_token, local=True)  # the catalog owns tokens
         if start_background:
             relay.start()
             projection.start()
             enricher.start()
+        if index_sync is not None:
+            index_sync.start()
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
             await enricher.stop()
+            if index_sync is not None:
+                await index_sync.stop()
+            await meaning.close()
             await projection.stop()
             await relay.stop()
             await client.close()

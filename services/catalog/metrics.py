@@ -44,6 +44,17 @@ def install(app: FastAPI) -> ServiceMetrics:
     ):
         metrics.counter_from(name, doc, (), (lambda a=attr: {(): getattr(state.relay, a)}) if attr
                              else (lambda: {(): state.enricher.enriched_total}))
+    def sync_stat(name: str) -> Any:
+        sync = getattr(state, "index_sync", None)
+        return sync.stats()[name] if sync is not None else 0
+
+    metrics.counter_from("ssmatch_search_index_rebuilds", "Word index rebuilds from the store (missing, other format, or disagreeing).", (),
+                         lambda: {(): sync_stat("search_index_rebuilds_total")})
+    metrics.counter_from("ssmatch_search_index_applied", "Item changes applied to the word index.", (),
+                         lambda: {(): sync_stat("search_index_applied_total")})
+    metrics.counter_from("ssmatch_search_meaning_failures", "Searches by meaning the matcher did not answer (served by words only).", (),
+                         lambda: {(): state.catalog.meaning.failures_total if state.catalog.meaning else 0})
+    index_ready = metrics.gauge("ssmatch_search_index_ready", "1 once the word index agrees with the store (q is served from it).")
     holds_lease = metrics.gauge("ssmatch_outbox_relay_holds_lease", "1 while this process holds the outbox relay lease.")
     lease_token = metrics.gauge("ssmatch_outbox_relay_lease_token", "Fencing token of the relay lease this process last held.")
     last_recovery = metrics.gauge("ssmatch_outbox_last_recovery_timestamp_seconds", "When the last broker-loss recovery ran (0: never).")
@@ -53,6 +64,7 @@ def install(app: FastAPI) -> ServiceMetrics:
     lag = metrics.gauge("ssmatch_consumer_lag_records", "Records behind the end of the assigned partitions (a lower bound on the embedded broker).", ("consumer",))
 
     async def refresh() -> None:
+        index_ready.labels("catalog").set(1 if sync_stat("search_index_ready") else 0)
         outbox: dict[str, Any] = await state.relay.lag()
         pending.labels("catalog").set(outbox["pending"])
         oldest.labels("catalog").set(outbox["oldest_age_s"])

@@ -466,14 +466,42 @@ class OfferOut(ItemOut):
     triangular_partners: list[str] = []
 
 
+class FoundBy(_Output):
+    """Why a listed item was found by `q` (present on every item of a list with `q`)."""
+
+    score: float | None = Field(None, description="fused rank score (reciprocal-rank fusion), higher is better; null newest first")
+    reasons: list[Literal["matched words", "similar meaning"]]
+    matched_words: list[str] = Field(description="the query's words (folded) and Chinese runs the item contains")
+    similarity: float | None = Field(None, description="cosine of the query's and the item's multilingual vectors, when found by meaning")
+
+
+class SearchInfo(_Output):
+    """How a list with `q` was answered: `words` from the index (or a store scan while it is built),
+    `meaning` used, not used (newest-first lists, non-open statuses) or unavailable (with why)."""
+
+    words: Literal["index", "store"]
+    meaning: Literal["used", "not used", "unavailable"]
+    message: str | None = None
+
+
+class NeedOutFound(NeedOut):
+    search: FoundBy | None = None
+
+
+class OfferOutFound(OfferOut):
+    search: FoundBy | None = None
+
+
 class NeedPage(_Output):
-    items: list[NeedOut]
+    items: list[NeedOutFound]
     next_cursor: str | None
+    search: SearchInfo | None = Field(None, description="present when `q` was given")
 
 
 class OfferPage(_Output):
-    items: list[OfferOut]
+    items: list[OfferOutFound]
     next_cursor: str | None
+    search: SearchInfo | None = Field(None, description="present when `q` was given")
 
 
 class MatchOut(_Output):

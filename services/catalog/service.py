@@ -11,7 +11,9 @@ Items
     get_item(c, p, kind, item_id) -> dict                      drafts/withdrawn of others: NotFound
     edit_item(c, p, kind, item_id, patch: dict, if_match: str | None) -> dict
     withdraw_item(c, p, kind, item_id) -> dict
-    list_items(c, p, kind, ItemListIn) -> {"items": [...], "next_cursor": str | None}
+    list_items(c, p, kind, ItemListIn, credential=None) -> {"items": [...], "next_cursor": str | None[, "search": {...}]}
+                                                               with q: served by the word index (and, sorted by
+                                                               relevance, fused with the matcher's meaning search)
     item_matches(c, p, kind, item_id, status=None, limit=50) -> [match]
 Organizations
     get_organization(c, p, org_id) -> dict                     `contact` null unless the caller may see it
@@ -30,17 +32,21 @@ Reports
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from services.catalog import org_events
 from services.catalog.adapters.matches import MatchRepository
+from services.catalog.adapters.meaning import MeaningClient, MeaningUnavailable
+from services.catalog.adapters.word_index import IndexUnavailable, WordIndex, passes
 from services.catalog.domain import items as item_rules
 from services.catalog.domain import matches as match_rules
+from services.catalog.domain import search as search_rules
 from services.catalog.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from services.catalog.domain.reports import summarize
 from services.catalog.models import (
@@ -55,7 +61,7 @@ from services.catalog.models import (
     QueueFilters,
     QueuePageIn,
 )
-from services.catalog.store import CatalogStore, item_view, match_view, org_view
+from services.catalog.store import CatalogStore, decode_cursor, decode_offset_cursor, encode_cursor, encode_offset_cursor, item_view, match_view, org_view
 from ssmatch import reference
 from ssmatch.auth import Principal
 
@@ -68,11 +74,14 @@ _MATCH_HIDDEN = {"facets_v", "need_created_at", "offer_created_at"}
 
 @dataclass
 class Catalog:
-    """What the use cases work on: the item/organization store and the match repository."""
+    """What the use cases work on: the item/organization store and the match repository, and for
+    search the word index (a read model of the store) and the matcher's search by meaning."""
 
     store: CatalogStore
     matches: MatchRepository
     claim_seconds: int = match_rules.CLAIM_SECONDS
+    words: WordIndex | None = None
+    meaning: MeaningClient | None = None
 
     @classmethod
     def of(cls, store: CatalogStore) -> Catalog:
@@ -221,8 +230,7 @@ def _country_filter(country: str | None, region: str | None, group: str | None) 
     return allowed
 
 
-async def list_items(c: Catalog, principal: Principal, kind: Kind, params: ItemListIn) -> dict[str, Any]:
-    """One page of needs or offers; others' drafts and withdrawn items are never listed."""
+def _list_filters(principal: Principal, params: ItemListIn) -> dict[str, Any]:
     filters: dict[str, Any] = {
         "sdgs": params.sdg, "sectors": params.sector, "modalities": params.modality, "status": params.status,
         "languages": params.language, "q": params.q, "organization_id": params.organization_id,
@@ -231,8 +239,134 @@ async def list_items(c: Catalog, principal: Principal, kind: Kind, params: ItemL
     allowed = _country_filter(params.country, params.region, params.group)
     if allowed is not None:
         filters["country_in"] = allowed
+    return filters
+
+
+async def list_items(c: Catalog, principal: Principal, kind: Kind, params: ItemListIn, credential: str | None = None) -> dict[str, Any]:
+    """One page of needs or offers; others' drafts and withdrawn items are never listed.
+
+    Served by the word index (the catalog's read model) once it agrees with the store, else by the
+    store: newest first, with `q` the items holding every word; or, with `q` and `sort=relevance`, the
+    words' ranking fused with the matcher's nearest items by meaning, each item saying why it was
+    found. `credential` is the caller's bearer token, passed on to the matcher."""
+    filters = _list_filters(principal, params)
+    if c.words is not None and c.words.ready:
+        try:
+            if params.q and params.sort == "relevance":
+                return await _search_by_relevance(c, kind, params, filters, credential)
+            return await _newest_first(c, kind, params, filters)
+        except IndexUnavailable:
+            pass  # a filter the index cannot express, or a failing index: the store answers below
     docs, next_cursor = await c.store.list_items(kind, filters, params.limit, params.cursor, sort=params.sort)
-    return {"items": [item_view(d) for d in docs], "next_cursor": next_cursor}
+    page: dict[str, Any] = {"items": [item_view(d) for d in docs], "next_cursor": next_cursor}
+    if params.q:
+        page["search"] = {"words": "store", "meaning": "unavailable", "message": "the search index is being built; words are matched by a scan"}
+    return page
+
+
+#: read-your-writes: items written this recently before the index's watermark are checked in the store
+_OVERLAP = timedelta(seconds=2)
+#: how many items each ranking contributes to a fused list (its pages are cut from these)
+WORD_WINDOW = 300
+MEANING_K = 100
+
+
+async def _recent(c: Catalog, kind: Kind, base: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Items passing the filters written since just before the index's watermark: the index may not
+    hold them yet, so the store's copy decides (an author always finds what they just posted)."""
+    assert c.words is not None
+    mark = c.words.watermark
+    if mark is None or not c.words.may_lag(_OVERLAP.total_seconds()):
+        return {}
+    recent = await c.store.changed_since(kind, mark - _OVERLAP)
+    return {d["_id"]: d for d in recent if passes(d, base)}
+
+
+async def _page_docs(c: Catalog, kind: Kind, base: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The page's items from the store, those that still pass the filters (the index may lag a write)."""
+    return {d["_id"]: d for d in await c.store.items_by_ids(kind, ids) if passes(d, base)}
+
+
+async def _newest_first(c: Catalog, kind: Kind, params: ItemListIn, filters: dict[str, Any]) -> dict[str, Any]:
+    """A newest-first page from the index: every item passing the filters (and holding every word of
+    `q`), keyset-paged on the id like the store's list."""
+    assert c.words is not None
+    terms = search_rules.analyse_query(params.q) if params.q else None
+    base = c.store.list_query(filters, words=False)
+    before = decode_cursor(params.cursor) if params.cursor else None
+    fetch = params.limit + 1
+    hits = [h.id for h in c.words.search(kind, terms, base, mode="all", limit=fetch, before_id=before)]
+    recent = {i: d for i, d in (await _recent(c, kind, base)).items() if before is None or i < before}
+    fresh = {i: terms is None or search_rules.matches_all(terms, d) for i, d in recent.items()}
+    ids = sorted({i for i in hits if fresh.get(i, True)} | {i for i, ok in fresh.items() if ok}, reverse=True)[:fetch]
+    docs = await _page_docs(c, kind, base, ids[: params.limit])
+    items = []
+    for item_id in ids[: params.limit]:
+        if (doc := docs.get(item_id)) is None:
+            continue
+        view = item_view(doc)
+        if terms is not None:
+            view["search"] = {"score": None, "reasons": [search_rules.MATCHED_WORDS], "matched_words": search_rules.matched_words(terms, doc), "similarity": None}
+        items.append(view)
+    next_cursor = encode_cursor(ids[params.limit - 1]) if len(ids) > params.limit else None
+    page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
+    if terms is not None:
+        page["search"] = {"words": "index", "meaning": "not used", "message": None}
+    return page
+
+
+def _meaning_filters(filters: dict[str, Any]) -> dict[str, list[Any]]:
+    """The list filters the matcher applies to its open items (field → allowed values)."""
+    out: dict[str, list[Any]] = {}
+    for key in ("sdgs", "sectors", "modalities", "languages", "organization_id"):
+        if filters.get(key) is not None:
+            out[key] = [filters[key]]
+    if filters.get("country_in") is not None:
+        out["country"] = sorted(filters["country_in"])
+    return out
+
+
+async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filters: dict[str, Any], credential: str | None) -> dict[str, Any]:
+    assert c.words is not None and params.q
+    offset = decode_offset_cursor(params.cursor) if params.cursor else 0
+    terms = search_rules.analyse_query(params.q)
+    base = c.store.list_query(filters, words=False)
+    info: dict[str, Any] = {"words": "index", "meaning": "used", "message": None}
+    asked: asyncio.Task[search_rules.MeaningResult] | None = None
+    if params.status not in (None, "open"):
+        info.update(meaning="not used", message="search by meaning covers open items only")
+    elif c.meaning is None:
+        info.update(meaning="unavailable", message="search by meaning is not configured")
+    else:  # the matcher embeds and ranks while the word index and the store answer here
+        asked = asyncio.create_task(c.meaning.nearest(kind, params.q, MEANING_K, _meaning_filters(filters), credential))
+    try:
+        word_ids = [h.id for h in c.words.search(kind, terms, base, mode="any", limit=WORD_WINDOW)]
+        recent = await _recent(c, kind, base)
+    except BaseException:
+        if asked is not None:
+            asked.cancel()
+        raise
+    # the store's copy of a just-written item decides whether it matches; one the index lacks comes last
+    word_ids = [i for i in word_ids if i not in recent or search_rules.matched_words(terms, recent[i])]
+    held = set(word_ids)
+    word_ids += [i for i, d in recent.items() if i not in held and search_rules.matched_words(terms, d)]
+    meaning: list[search_rules.MeaningHit] = []
+    if asked is not None:
+        try:
+            meaning = (await asked).standing_out()
+        except MeaningUnavailable as exc:
+            info.update(meaning="unavailable", message=f"{exc}; results found by words only")
+    fused = search_rules.fuse(word_ids, meaning)
+    page = fused[offset : offset + params.limit]
+    docs = await _page_docs(c, kind, base, [f.id for f in page])
+    items = []
+    for found in page:
+        if (doc := docs.get(found.id)) is None:
+            continue
+        found.matched_words = search_rules.matched_words(terms, doc)
+        items.append({**item_view(doc), "search": found.view()})
+    next_cursor = encode_offset_cursor(offset + params.limit) if len(fused) > offset + params.limit else None
+    return {"items": items, "next_cursor": next_cursor, "search": info}
 
 
 async def item_matches(c: Catalog, principal: Principal, kind: Kind, item_id: str, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -131,6 +131,8 @@ class CatalogStore:
             await coll.create_index([("sectors", ASCENDING), ("_id", DESCENDING)])
             await coll.create_index([("sdgs", ASCENDING), ("_id", DESCENDING)])
             await coll.create_index([("country", ASCENDING), ("_id", DESCENDING)])
+            # the word index catches up from its watermark after a restart (IndexSync)
+            await coll.create_index([("updated_at", ASCENDING)])
         await self.matches.create_index([("status", ASCENDING), ("score", DESCENDING)])
         await self.matches.create_index([("need_id", ASCENDING), ("score", DESCENDING)])
         await self.matches.create_index([("offer_id", ASCENDING), ("score", DESCENDING)])
@@ -307,6 +309,10 @@ class CatalogStore:
     def _terms(q: str | None) -> list[str]:
         return [t for t in fold(q).split() if t][:8] if q else []
 
+    def list_query(self, filters: dict[str, Any], *, words: bool = True) -> dict[str, Any]:
+        """The store query of a list's filters; `words=False` leaves out `q` (the word index's part)."""
+        return self._list_query(filters if words else {**filters, "q": None})
+
     def _list_query(self, filters: dict[str, Any]) -> dict[str, Any]:
         query: dict[str, Any] = {}
         for key in ("sdgs", "sectors", "modalities", "country", "languages", "organization_id"):
@@ -364,6 +370,20 @@ class CatalogStore:
         docs = [by_id[i] for i in page_ids if i in by_id]
         next_cursor = encode_offset_cursor(offset + limit) if len(ranked) > offset + limit else None
         return docs, next_cursor
+
+    async def items_by_ids(self, kind: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The documents of `ids`, in that order (unknown ids left out). By `_id` alone: SecantusDB
+        plans `_id $in` with other conditions as a scan of another index (measured: 100 ids in 21 s)."""
+        if not ids:
+            return []
+        by_id = {d["_id"]: d for d in await self.items[kind].find({"_id": {"$in": ids}}).to_list(len(ids))}
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def changed_since(self, kind: str, since: datetime, limit: int = 200) -> list[dict[str, Any]]:
+        """Items written after `since`, oldest change first (on the `updated_at` index alone: another
+        condition makes SecantusDB scan)."""
+        cond = {"updated_at": {"$gt": since}}
+        return await self.items[kind].find(cond).sort("updated_at", ASCENDING).limit(limit).to_list(limit)
 
     async def update_item(
         self, kind: str, item_id: str, principal: Principal, patch: dict[str, Any], expected_revision: int

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
+
+#: the list filters a search may carry (field of the item → allowed values); see services/matcher/search.py
+SEARCH_FILTER_FIELDS = frozenset({"sdgs", "sectors", "modalities", "languages", "country", "organization_id"})
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -81,3 +84,46 @@ class Health(BaseModel):
     status: Literal["ok", "starting"]
     assigned: bool
     state_loaded: bool
+
+
+class SearchRequest(BaseModel):
+    """A search by meaning: the query text, the kind of item, how many, and the list filters."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(min_length=1, max_length=1000)
+    kind: Literal["need", "offer"]
+    k: int = Field(20, ge=1, le=200)
+    filters: dict[str, list[str | int]] = Field(default_factory=dict, description=f"any of {sorted(SEARCH_FILTER_FIELDS)}")
+
+    @field_validator("q")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.strip() or any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+            raise ValueError("q must hold text without control characters")
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _known(cls, value: dict[str, list[str | int]]) -> dict[str, list[str | int]]:
+        unknown = sorted(set(value) - SEARCH_FILTER_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown filters {unknown}: use {sorted(SEARCH_FILTER_FIELDS)}")
+        return value
+
+
+class SearchHit(BaseModel):
+    id: str
+    similarity: float
+
+
+class SearchCorpus(BaseModel):
+    """The query's similarity to every open item of the kind: whether a hit stands out is judged against it."""
+
+    mean: float
+    std: float
+    size: int = Field(ge=0)
+
+
+class SearchResponse(BaseModel):
+    items: list[SearchHit]
+    corpus: SearchCorpus

@@ -17,9 +17,12 @@ from services.matcher.http_models import (
     RulesResponse,
     ScoreRequest,
     ScoreResponse,
+    SearchRequest,
+    SearchResponse,
 )
 
-MODELS: tuple[type[BaseModel], ...] = (ErrorBody, ScoreRequest, ScoreResponse, RulesResponse, CentringResponse, CentringRebuilt, Health)
+MODELS: tuple[type[BaseModel], ...] = (ErrorBody, ScoreRequest, ScoreResponse, SearchRequest, SearchResponse, RulesResponse, CentringResponse,
+                                       CentringRebuilt, Health)
 ERRORS = {
     "401": "no, or an invalid, expired or revoked bearer token",
     "403": "the token's role may not do this",
@@ -57,6 +60,8 @@ def document() -> dict[str, Any]:
                  "description": "Explains any need/offer pair with the rules and centring snapshot in force; the rules and the snapshot."},
         "paths": {
             "/v1/score": {"post": _operation("Score and explain a pair (stores nothing)", ScoreResponse, (*auth, "404", "413", "422"), ScoreRequest)},
+            "/v1/search": {"post": _operation("The open items nearest to a query by meaning (any language)", SearchResponse,
+                                              (*auth, "413", "422"), SearchRequest)},
             "/v1/rules": {"get": _operation("The scoring rules in force", RulesResponse, auth)},
             "/v1/centring": {
                 "get": _operation("The centring snapshot in force", CentringResponse, auth),

@@ -19,8 +19,8 @@ from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from pydantic import BaseModel, ValidationError
 
-from services.matcher import openapi
-from services.matcher.http_models import MAX_BODY_BYTES, ScoreRequest
+from services.matcher import openapi, search
+from services.matcher.http_models import MAX_BODY_BYTES, ScoreRequest, SearchRequest
 from services.matcher.lists import to_match_item
 from services.matcher.metrics import CONTENT_TYPE
 from services.matcher.runtime import MatcherRuntime
@@ -168,6 +168,24 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                 return _error(self, 403, "forbidden", "only an administrator may rebuild the centring snapshot")
             snap = await runtime.refresh_centring()
             return self.json({"version": snap.version, "items": snap.items})
+
+    @app.page("/v1/search")
+    class SearchView(View):
+        async def post(self, request: Request) -> Response:
+            """The open items nearest to the query by meaning (any language): the query is embedded once
+            with the matcher's model, then ranked against every open item's vector (open items only:
+            nothing private is found)."""
+            if not isinstance(who := await caller(self, request), Principal):
+                return who
+            body = await _read_json(self, request, SearchRequest)
+            if not isinstance(body, SearchRequest):
+                return body
+            service = await runtime.ensure_started()
+            vector = (await asyncio.to_thread(runtime.embed, [body.q]))[0]
+            ids, matrix = service.index.vectors(body.kind)
+            docs = service.index.docs[body.kind]
+            allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None
+            return self.json(search.nearest(ids, matrix, vector, body.k, allowed).view())
 
     @app.page("/v1/score")
     class ScoreView(View):

@@ -172,6 +172,7 @@ class Stack:
             SSMATCH_LOG_FORMAT=self.config.log_format,
             PYTHONUNBUFFERED="1",
         )
+        env.setdefault("SSMATCH_SEARCH_INDEX_DIR", str((self.config.data_dir / "search").resolve()))  # the catalog's word index
         if not self.config.kafka_bootstrap:
             # Tansu reports wrong end offsets after multi-record batches: one record per request.
             env["SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES"] = "1"

@@ -2,7 +2,8 @@
 
 `Caller` (any valid token), `AdminCaller`, `StaffCaller` (broker or admin), `SeekerCaller`,
 `ProviderCaller`, `ImporterCaller` resolve the bearer token; `CatalogDep` is the service layer's
-`Catalog` (what `services.catalog.service` functions take); `Store` the raw store for admin plumbing.
+`Catalog` (what `services.catalog.service` functions take); `Store` the raw store for admin plumbing;
+`Credential` the caller's raw token, for calls made on the caller's behalf.
 `AuthedRoute` authenticates, rate-limits and checks the role before the body is even read.
 """
 
@@ -20,6 +21,13 @@ from services.catalog.service import Catalog
 from services.catalog.store import CatalogStore
 from ssmatch.auth import Principal, Role, TokenAuthority, require_role
 from ssmatch.http import ApiError
+
+
+def bearer_of(request: Request) -> str | None:
+    """The caller's bearer token as sent: passed on to other services that act for the caller (the
+    matcher's search by meaning), never stored or logged."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def store_of(request: Request) -> CatalogStore:
@@ -114,3 +122,4 @@ ProviderCaller = Annotated[Principal, caller_with("provider")]
 ImporterCaller = Annotated[Principal, caller_with("seeker", "provider")]
 Store = Annotated[CatalogStore, Depends(store_of)]
 CatalogDep = Annotated[Catalog, Depends(catalog_of)]
+Credential = Annotated[str | None, Depends(bearer_of)]

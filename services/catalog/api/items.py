@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from services.catalog import service
 from services.catalog.api.common import ETAG_HEADER, errors, jsonable, make_router, ok
-from services.catalog.api.deps import Caller, CatalogDep, ProviderCaller, SeekerCaller
+from services.catalog.api.deps import Caller, CatalogDep, Credential, ProviderCaller, SeekerCaller
 from services.catalog.domain.items import etag_for
 from services.catalog.models import PRINTABLE, ItemListIn, MatchPage, NeedCreate, NeedOut, NeedPage, OfferCreate, OfferOut, OfferPage
 from ssmatch import reference
@@ -117,30 +117,34 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=100)]
 Sort = Annotated[
     Literal["recency", "relevance"],
-    Query(description="`recency` (newest first, default) or `relevance` (q terms found in the title, then in the description)"),
+    Query(description="`recency` (newest first, default): with `q`, the items holding every word of it; `relevance`: with `q`, "
+                      "items found by their words (title words count double) or by similar meaning in any language (the "
+                      "matcher's multilingual vectors), fused by rank; each item's `search` says why it was found"),
 ]
+
+
+async def _list(kind: service.Kind, caller: Principal, catalog: service.Catalog, credential: str | None, **query: Any) -> JSONResponse:
+    return ok(await service.list_items(catalog, caller, kind, ItemListIn(**query), credential))
 
 
 @router.get("/needs", tags=["needs"], response_model=NeedPage, responses=errors(422))
 async def list_needs(
-    caller: Caller, catalog: CatalogDep, sdg: Sdg = None, sector: Code = None, modality: Code = None, country: Country = None,
-    region: Region = None, group: Group = None, status: Status = None, language: Lang = None, q: Q = None,
+    caller: Caller, catalog: CatalogDep, credential: Credential, sdg: Sdg = None, sector: Code = None, modality: Code = None,
+    country: Country = None, region: Region = None, group: Group = None, status: Status = None, language: Lang = None, q: Q = None,
     organization_id: OrgFilter = None, sort: Sort = "recency", limit: Limit = 20, cursor: Cursor = None,
 ) -> JSONResponse:
-    params = ItemListIn(sdg=sdg, sector=sector, modality=modality, country=country, region=region, group=group, status=status,
-                        language=language, q=q, organization_id=organization_id, sort=sort, limit=limit, cursor=cursor)
-    return ok(await service.list_items(catalog, caller, "need", params))
+    return await _list("need", caller, catalog, credential, sdg=sdg, sector=sector, modality=modality, country=country, region=region, group=group,
+                       status=status, language=language, q=q, organization_id=organization_id, sort=sort, limit=limit, cursor=cursor)
 
 
 @router.get("/offers", tags=["offers"], response_model=OfferPage, responses=errors(422))
 async def list_offers(
-    caller: Caller, catalog: CatalogDep, sdg: Sdg = None, sector: Code = None, modality: Code = None, country: Country = None,
-    region: Region = None, group: Group = None, status: Status = None, language: Lang = None, q: Q = None,
+    caller: Caller, catalog: CatalogDep, credential: Credential, sdg: Sdg = None, sector: Code = None, modality: Code = None,
+    country: Country = None, region: Region = None, group: Group = None, status: Status = None, language: Lang = None, q: Q = None,
     organization_id: OrgFilter = None, sort: Sort = "recency", limit: Limit = 20, cursor: Cursor = None,
 ) -> JSONResponse:
-    params = ItemListIn(sdg=sdg, sector=sector, modality=modality, country=country, region=region, group=group, status=status,
-                        language=language, q=q, organization_id=organization_id, sort=sort, limit=limit, cursor=cursor)
-    return ok(await service.list_items(catalog, caller, "offer", params))
+    return await _list("offer", caller, catalog, credential, sdg=sdg, sector=sector, modality=modality, country=country, region=region, group=group,
+                       status=status, language=language, q=q, organization_id=organization_id, sort=sort, limit=limit, cursor=cursor)
 
 
 MatchStatus = Annotated[Literal["proposed", "approved", "rejected", "retracted"] | None, Query()]

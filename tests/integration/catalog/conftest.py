@@ -31,14 +31,16 @@ def admin() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def open_api(settings: Any, *, start_background: bool = False) -> AsyncIterator[Api]:
-    """The catalog app in process (lifespan running), an httpx client on it; drops its database after."""
-    app = create_app(settings, start_background=start_background)
+async def open_api(settings: Any, *, start_background: bool = False, start_search: bool | None = None, drop: bool = True) -> AsyncIterator[Api]:
+    """The catalog app in process (lifespan running), an httpx client on it; drops its database after
+    (unless `drop` is false: a test that restarts the app opens it again)."""
+    app = create_app(settings, start_background=start_background, start_search=start_search)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
             yield Api(client, app)
-        await app.state.store.client.drop_database(settings.catalog_db)
+        if drop:
+            await app.state.store.client.drop_database(settings.catalog_db)
 
 
 @pytest.fixture

@@ -1,0 +1,60 @@
+"""The matcher's search by meaning, over HTTP (`POST /v1/search` on the matcher).
+
+The matcher holds every open item's multilingual vector; the catalog never reads its database. Any
+failure (not running, slow, refusing) is an answer too: `MeaningUnavailable` with the reason, and the
+catalog serves words only and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from services.catalog.domain.search import MeaningHit, MeaningResult
+
+log = logging.getLogger(__name__)
+
+
+class MeaningUnavailable(RuntimeError):
+    """The matcher could not answer in time; the message says why (shown to the caller)."""
+
+
+class MeaningClient:
+    def __init__(self, base_url: str | None, timeout_s: float = 1.0) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.timeout_s = timeout_s
+        self._client: httpx.AsyncClient | None = None
+        self.calls_total = 0
+        self.failures_total = 0
+
+    async def nearest(self, kind: str, q: str, k: int, filters: dict[str, list[Any]], credential: str | None) -> MeaningResult:
+        """The `k` open items of `kind` nearest to `q` among those passing `filters` (field → allowed values)."""
+        if self.base_url is None:
+            raise MeaningUnavailable("search by meaning is not configured (no matcher URL)")
+        if self._client is None:
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s)
+        self.calls_total += 1
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        try:
+            r = await self._client.post("/v1/search", json={"q": q, "kind": kind, "k": k, "filters": filters}, headers=headers)
+        except httpx.HTTPError as exc:
+            self.failures_total += 1
+            raise MeaningUnavailable(f"the matcher did not answer ({type(exc).__name__})") from exc
+        if r.status_code != 200:
+            self.failures_total += 1
+            raise MeaningUnavailable(f"the matcher answered HTTP {r.status_code}")
+        try:
+            body = r.json()
+            hits = tuple(MeaningHit(str(h["id"]), float(h["similarity"])) for h in body["items"])
+            corpus = body.get("corpus") or {}
+            return MeaningResult(hits, float(corpus.get("mean", 0.0)), float(corpus.get("std", 0.0)), int(corpus.get("size", 0)))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.failures_total += 1
+            raise MeaningUnavailable("the matcher's answer was not understood") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,336 @@
+"""The word index: a tantivy inverted index of needs and offers, a read model of the catalog's store.
+
+Text is analysed in Python (`ssmatch.analysis`: folding, Arabic normalisation, jieba), so the index
+holds ready tokens and splits them on spaces only; Chinese characters are also indexed one per
+position so that any run of them is found as a substring. The list filters (status, sectors, SDGs,
+modalities, country, languages, organization) are indexed fields, so a query with a selective filter
+reads only its postings. The index lives on disk beside a small meta file (format version and the
+watermark: the latest `updated_at` it holds); `IndexSync` keeps it fresh and rebuilds it when it is
+missing, of another format, or disagrees with the store.
+
+Filters arrive as the store's own list query (`CatalogStore.list_query`) and are translated here, so
+the index and the store can never disagree on what a filter means; an operator this translation does
+not know raises `UnsupportedFilter` and the caller falls back to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import tantivy
+
+from services.catalog.domain.search import QueryTerms, item_text
+from ssmatch.analysis import han_chars, index_tokens
+
+log = logging.getLogger(__name__)
+
+#: bump when the schema or the analysis changes: an index of another format is rebuilt
+FORMAT_VERSION = 1
+META_FILE = "ssmatch-word-index.json"
+FILTER_FIELDS = ("kind", "status", "sectors", "sdgs", "modalities", "country", "languages", "organization_id")
+TITLE_BOOST = 2.0
+_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot answer this query: the caller answers from the store instead."""
+
+
+class UnsupportedFilter(IndexUnavailable):
+    """A list filter the index cannot express."""
+
+
+def passes(doc: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
+    """Whether a stored item passes the store's list query, evaluated here (same operators as the
+    index's translation): SecantusDB's planner scans the collection for a query mixing `_id $in` with
+    other fields, so the page's items are fetched by id alone and checked in Python."""
+    for name, cond in filters.items():
+        value = doc.get(name)
+        values = [str(v) for v in value] if isinstance(value, list) else ([] if value is None else [str(value)])
+        if not isinstance(cond, dict):
+            if str(cond) not in values:
+                return False
+            continue
+        for op, wanted in cond.items():
+            allowed = {str(v) for v in wanted} if isinstance(wanted, list | tuple | set) else {str(wanted)}
+            if op == "$in" and not allowed.intersection(values):
+                return False
+            if op in ("$ne", "$nin") and allowed.intersection(values):
+                return False
+            if op not in ("$in", "$ne", "$nin"):
+                raise UnsupportedFilter(f"{name}.{op}")
+    return True
+
+
+def _guarded(call: Any) -> Any:
+    """Run a tantivy call; its Rust panics (a BaseException) become IndexUnavailable, never a crash."""
+    try:
+        return call()
+    except (ValueError, RuntimeError) as exc:
+        raise IndexUnavailable(str(exc)) from exc
+    except BaseException as exc:
+        if type(exc).__name__ == "PanicException":
+            raise IndexUnavailable(str(exc)) from exc
+        raise
+
+
+def _schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("id", stored=True, tokenizer_name="raw", fast=True)
+    sb.add_unsigned_field("rev", stored=True, indexed=False)
+    # the 96-bit ObjectId as two u64 halves: the keyset cursor of a newest-first page is a range on them
+    sb.add_unsigned_field("hi", indexed=True, fast=True)
+    sb.add_unsigned_field("lo", indexed=True, fast=True)
+    sb.add_text_field("title", tokenizer_name="whitespace", index_option="freq")
+    sb.add_text_field("body", tokenizer_name="whitespace", index_option="freq")
+    sb.add_text_field("han", tokenizer_name="whitespace", index_option="position")
+    for name in FILTER_FIELDS:
+        sb.add_text_field(name, tokenizer_name="raw", index_option="basic")
+    return sb.build()
+
+
+def _halves(item_id: str) -> tuple[int, int]:
+    if not _OBJECT_ID.fullmatch(item_id):
+        return 0, 0
+    return int(item_id[:16], 16), int(item_id[16:], 16)
+
+
+def to_document(doc: Mapping[str, Any]) -> tantivy.Document:
+    """The index entry of a stored need or offer."""
+    hi, lo = _halves(doc["_id"])
+    out = tantivy.Document()
+    out.add_text("id", doc["_id"])
+    out.add_unsigned("rev", int(doc.get("revision", 0)))
+    out.add_unsigned("hi", hi)
+    out.add_unsigned("lo", lo)
+    text = item_text(doc)
+    for name, value in (("title", " ".join(index_tokens(str(doc.get("title", ""))))),
+                        ("body", " ".join(index_tokens(text))), ("han", " ".join(han_chars(text)))):
+        if value:
+            out.add_text(name, value)
+    for name in FILTER_FIELDS:
+        value = doc.get(name)
+        for v in value if isinstance(value, list) else ([] if value is None else [value]):
+            out.add_text(name, str(v))
+    return out
+
+
+def _desc(item_id: str) -> tuple[int, ...]:
+    return tuple(-ord(ch) for ch in item_id)
+
+
+@dataclass(frozen=True)
+class WordHit:
+    id: str
+    score: float
+
+
+class WordIndex:
+    """One tantivy index (both kinds) on disk, with its meta file. Writes are serialised by the caller
+    (`IndexSync` is the only writer); searches may run at any time and see the last commit."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.schema = _schema()
+        self.path = path
+        self.persistent = path is not None
+        self.rebuilt = False
+        self._lock = threading.Lock()
+        self.index, self.meta = self._open()
+        self.writer = self._writer()
+        self.ready = False  # set by IndexSync once the index agrees with the store
+        self.pending = 0  # changes read from the stream, not yet committed (kept by IndexSync)
+        self._written_at = float("-inf")
+
+    def touch(self) -> None:
+        """This process just wrote an item: for a moment, lists also read the latest writes from the store."""
+        self._written_at = time.monotonic()
+
+    def may_lag(self, window_s: float) -> bool:
+        """Whether a write may not be searchable yet: one was made here within `window_s`, or the
+        stream has delivered changes still being applied. Otherwise lists skip the store round trip."""
+        return self.pending > 0 or time.monotonic() - self._written_at < window_s
+
+    # ---- opening -------------------------------------------------------------------------------
+    def _open(self) -> tuple[tantivy.Index, dict[str, Any]]:
+        if self.path is None:
+            return tantivy.Index(self.schema), {}
+        meta = self._read_meta()
+        if meta.get("format") != FORMAT_VERSION or not tantivy.Index.exists(str(self.path)):
+            self._wipe()
+            meta = {}
+        try:
+            return tantivy.Index(self.schema, path=str(self.path), reuse=True), meta
+        except Exception:  # noqa: BLE001 - a damaged index is a read model: start it again
+            log.warning("word index at %s cannot be opened; rebuilding it", self.path, exc_info=True)
+            self._wipe()
+            return tantivy.Index(self.schema, path=str(self.path), reuse=True), {}
+
+    def _writer(self) -> tantivy.IndexWriter:
+        try:
+            return self.index.writer(heap_size=50_000_000, num_threads=1)
+        except Exception:  # noqa: BLE001 - another process writes this directory (a second catalog)
+            log.warning("word index at %s is locked by another process; this one keeps its own in memory", self.path)
+            self.path, self.persistent, self.meta = None, False, {}
+            self.index = tantivy.Index(self.schema)
+            return self.index.writer(heap_size=50_000_000, num_threads=1)
+
+    def _wipe(self) -> None:
+        assert self.path is not None
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.rebuilt = True
+
+    def _read_meta(self) -> dict[str, Any]:
+        assert self.path is not None
+        try:
+            return dict(json.loads((self.path / META_FILE).read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The latest `updated_at` this index holds: a restart catches up from there."""
+        raw = self.meta.get("watermark")
+        return datetime.fromisoformat(raw) if raw else None
+
+    # ---- writing (one writer: IndexSync) -------------------------------------------------------------
+    def apply(self, docs: Iterable[Mapping[str, Any]], watermark: datetime | None) -> int:
+        """Replace these items' entries and commit; the meta file is written after the commit, so a
+        crash in between only makes the next start re-read a little more."""
+        n = 0
+        with self._lock:
+            try:
+                for doc in docs:
+                    self.writer.delete_documents_by_term("id", doc["_id"])
+                    self.writer.add_document(to_document(doc))
+                    n += 1
+                self.writer.commit()
+            except Exception:
+                self.writer.rollback()
+                raise
+            self.index.reload()
+            if watermark is not None and (self.watermark is None or watermark > self.watermark):
+                self.meta["watermark"] = watermark.isoformat()
+            self.meta["format"] = FORMAT_VERSION
+            self._write_meta()
+        return n
+
+    def clear(self) -> None:
+        with self._lock:
+            self.writer.delete_all_documents()
+            self.writer.commit()
+            self.index.reload()
+            self.meta = {"format": FORMAT_VERSION}
+            self._write_meta()
+            self.rebuilt = True
+
+    def _write_meta(self) -> None:
+        if self.path is None:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".meta-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.meta, fh)
+        os.replace(tmp, self.path / META_FILE)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.writer.wait_merging_threads()
+            except Exception:  # noqa: BLE001 - closing; the next start checks the index anyway
+                pass
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def count(self, kind: str) -> int:
+        searcher = self.index.searcher()
+        return int(_guarded(lambda: searcher.search(self._term("kind", kind), 1, count=True).count))
+
+    def search(
+        self,
+        kind: str,
+        terms: QueryTerms | None,
+        filters: Mapping[str, Any],
+        *,
+        mode: Literal["all", "any"],
+        limit: int,
+        before_id: str | None = None,
+    ) -> list[WordHit]:
+        """Items of `kind` passing `filters` that contain every term (`all`, newest first, from
+        `before_id` down) or any term (`any`, best BM25 first, title words count double). Without
+        terms (a filter-only list), every item passing the filters, newest first."""
+        if terms is not None and terms.empty:
+            return []
+        clauses = [] if terms is None else [self._term_clause(w) for w in terms.words] + [self._han_clause(r) for r in terms.han_runs]
+        if terms is None:
+            text = tantivy.Query.all_query()
+        elif mode == "all":
+            text = tantivy.Query.boolean_query([(tantivy.Occur.Must, c) for c in clauses])
+        else:
+            text = tantivy.Query.boolean_query([(tantivy.Occur.Should, c) for c in clauses])
+        parts = [(tantivy.Occur.Must, text), (tantivy.Occur.Must, self._term("kind", kind)), *self.filter_clauses(filters)]
+        if before_id is not None:
+            parts.append((tantivy.Occur.Must, self._before(before_id)))
+        return list(_guarded(lambda: self._run(tantivy.Query.boolean_query(parts), mode, limit)))
+
+    def _run(self, query: tantivy.Query, mode: str, limit: int) -> list[WordHit]:
+        searcher = self.index.searcher()
+        if mode == "all":  # newest first: ObjectIds sort by creation time
+            result = searcher.search(query, limit, count=False, order_by_field="id", order=tantivy.Order.Desc)
+            return [WordHit(str(key), 0.0) for key, _ in result.hits]
+        result = searcher.search(query, limit, count=False)
+        hits = [WordHit(searcher.doc(addr)["id"][0], round(float(score), 4)) for score, addr in result.hits]
+        # equal scores in a stable order (newest first), whatever the segments' layout: a rebuilt index answers alike
+        return sorted(hits, key=lambda h: (-h.score, _desc(h.id)))
+
+    def _term(self, field: str, value: str) -> tantivy.Query:
+        return tantivy.Query.term_query(self.schema, field, value)
+
+    def _term_clause(self, word: str) -> tantivy.Query:
+        title = tantivy.Query.boost_query(self._term("title", word), TITLE_BOOST)
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, title), (tantivy.Occur.Should, self._term("body", word))])
+
+    def _han_clause(self, run: str) -> tantivy.Query:
+        chars = list(run)
+        return self._term("han", chars[0]) if len(chars) == 1 else tantivy.Query.phrase_query(self.schema, "han", chars)
+
+    def _before(self, item_id: str) -> tantivy.Query:
+        """`_id < item_id` on the two halves: hi < h, or hi = h and lo < l."""
+        hi, lo = _halves(item_id)
+        below = tantivy.Query.range_query(self.schema, "hi", tantivy.FieldType.Unsigned, 0, hi, include_lower=True, include_upper=False)
+        same = tantivy.Query.boolean_query([
+            (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "hi", hi)),
+            (tantivy.Occur.Must, tantivy.Query.range_query(self.schema, "lo", tantivy.FieldType.Unsigned, 0, lo, include_lower=True, include_upper=False)),
+        ])
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, below), (tantivy.Occur.Should, same)])
+
+    def filter_clauses(self, filters: Mapping[str, Any]) -> list[tuple[tantivy.Occur, tantivy.Query]]:
+        """The store's list query as index clauses: equality, `$in`, `$ne`, `$nin` on indexed fields."""
+        out: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        for name, cond in filters.items():
+            if name not in FILTER_FIELDS:
+                raise UnsupportedFilter(name)
+            if not isinstance(cond, dict):
+                out.append((tantivy.Occur.Must, self._term(name, str(cond))))
+                continue
+            for op, value in cond.items():
+                values = [str(v) for v in value] if isinstance(value, list | tuple | set) else [str(value)]
+                if op == "$in":
+                    query = tantivy.Query.term_set_query(self.schema, name, values) if values else tantivy.Query.empty_query()
+                    out.append((tantivy.Occur.Must, query))
+                elif op in ("$ne", "$nin"):
+                    if values:
+                        out.append((tantivy.Occur.MustNot, tantivy.Query.term_set_query(self.schema, name, values)))
+                else:
+                    raise UnsupportedFilter(f"{name}.{op}")
+        return out

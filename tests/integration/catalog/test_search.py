@@ -1,0 +1,204 @@
+"""Search by words through the word index (issue 13), against the real store: the index is a read
+model kept by the change stream, rebuilt when missing, and never the reason for a 500.
+
+Searches by meaning need the matcher and its model: tests/e2e/test_search_meaning.py."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.catalog.conftest import ADMIN, NEED, Api, open_api
+
+FRESH_S = 1.0  # the issue's bound: a write is searchable (or gone) within a second
+
+
+async def until(check: Callable[[], Awaitable[Any]], bound_s: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy, at most `bound_s`; fail with the last value."""
+    deadline = time.monotonic() + bound_s
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.02)  # the poll interval, not a wait for something
+    raise AssertionError(f"{what}: not within {bound_s}s (last: {last!r})")
+
+
+async def ready(api: Api) -> None:
+    async def is_ready() -> bool:
+        return bool(api.app.state.words.ready)
+
+    await until(is_ready, 30, "word index ready")
+
+
+@pytest.fixture
+async def search_api(make_settings: Any) -> AsyncIterator[Api]:
+    settings = make_settings(admin_token=ADMIN, matcher_url="http://127.0.0.1:9")  # nothing listens: words only
+    async with open_api(settings, start_search=True) as opened:
+        await ready(opened)
+        yield opened
+    shutil.rmtree(settings.search_index_path, ignore_errors=True)
+
+
+async def ids(api: Api, headers: dict[str, str], **params: Any) -> list[str]:
+    r = await api.client.get("/v1/needs", params=params, headers=headers)
+    assert r.status_code == 200, r.text
+    return [n["id"] for n in r.json()["items"]]
+
+
+async def post_need(api: Api, headers: dict[str, str], **fields: Any) -> str:
+    r = await api.client.post("/v1/needs", json={**NEED, **fields}, headers=headers)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def test_words_are_found_folded_segmented_and_as_chinese_substrings(search_api: Api) -> None:
+    api = search_api
+    org, office = await api.org()
+    fr = await post_need(api, office, title="Sécurité alimentaire à l'école", description="Cantines scolaires numéro 3.")
+    ar = await post_need(api, office, title="تدريب المعلمين", description="والتدريب على المناهج", languages=["ar"])
+    zh = await post_need(api, office, title="建立移民统计数据库", description="需要技术援助", languages=["zh"])
+    mine = {"organization_id": org}
+
+    async def indexed() -> bool:
+        page = (await api.client.get("/v1/needs", params={**mine, "q": "数据"}, headers=office)).json()
+        return page.get("search", {}).get("words") == "index" and [n["id"] for n in page["items"]] == [zh]
+
+    await until(indexed, FRESH_S, "a Chinese run inside a jieba word (数据 in 数据库)")
+    assert await ids(api, office, **mine, q="SECURITE numero 3") == [fr]
+    assert await ids(api, office, **mine, q="ecole") == [fr]
+    assert await ids(api, office, **mine, q="التدريب") == [ar]  # article and proclitic stripped alike
+    assert await ids(api, office, **mine, q="统计 援助") == [zh]
+    assert await ids(api, office, **mine, q="统计 ecole") == []  # every word, newest first
+    ranked = (await api.client.get("/v1/needs", params={**mine, "q": "统计 ecole", "sort": "relevance"}, headers=office)).json()
+    assert {n["id"] for n in ranked["items"]} == {fr, zh}  # any word, ranked
+    why = {n["id"]: n["search"] for n in ranked["items"]}
+    assert why[zh]["matched_words"] == ["统计"] and why[fr]["matched_words"] == ["ecole"]
+    assert why[zh]["reasons"] == ["matched words"]
+    assert ranked["search"]["meaning"] == "unavailable" and "words only" in ranked["search"]["message"]
+
+
+async def test_a_new_item_is_found_at_once_and_a_withdrawn_one_is_gone_within_a_second(search_api: Api) -> None:
+    api = search_api
+    org, office = await api.org()
+    posted = await post_need(api, office, title="Mangrove restoration for coastal fisheries")
+    assert await ids(api, office, organization_id=org, q="mangrove") == [posted]  # read-your-writes, no wait
+    assert await api.client.delete(f"/v1/needs/{posted}", headers=office)
+    t0 = time.monotonic()
+
+    async def gone() -> bool:
+        return await ids(api, office, organization_id=org, q="mangrove") == []
+
+    await until(gone, FRESH_S, "withdrawn item out of the results")
+    assert time.monotonic() - t0 < FRESH_S
+    # and it is the index that forgot it, not only the store's confirmation
+    async def unindexed() -> bool:
+        from services.catalog.domain.search import analyse_query
+
+        hits = api.app.state.words.search("need", analyse_query("mangrove"), {"status": {"$ne": "withdrawn"}}, mode="all", limit=5)
+        return not hits
+
+    await until(unindexed, FRESH_S, "withdrawal applied to the index")
+
+
+async def test_filters_and_cursor_pages_agree_with_the_store(search_api: Api) -> None:
+    api = search_api
+    org, office = await api.org()
+    made = [await post_need(api, office, title=f"Solar pumps batch {i}", sectors=["energy" if i % 2 else "water_sanitation"], sdgs=[7 if i % 2 else 6])
+            for i in range(7)]
+    await post_need(api, office, title="Solar pumps draft", status="draft")
+    mine = {"organization_id": org, "q": "solar pumps"}
+
+    async def all_indexed() -> bool:
+        return len(api.app.state.words.search("need", __import__("services.catalog.domain.search", fromlist=["x"]).analyse_query("solar"), {}, mode="all", limit=20)) == 8
+
+    await until(all_indexed, FRESH_S, "eight items indexed")
+    seen, cursor = [], None
+    while True:
+        page = (await api.client.get("/v1/needs", params={**mine, "limit": 3, **({"cursor": cursor} if cursor else {})}, headers=office)).json()
+        assert page["search"]["words"] == "index"
+        seen += [n["id"] for n in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))  # newest first, each once; the draft is listed only when asked for
+    assert await ids(api, office, **mine, sector="energy") == [made[5], made[3], made[1]]
+    assert await ids(api, office, **mine, sdg=6) == [made[6], made[4], made[2], made[0]]
+    assert await ids(api, office, **mine, status="draft") != []
+    _, other = await api.org(name="Other office")
+    assert await ids(api, other, **mine, status="draft") == []  # another organization's draft stays private
+    assert await ids(api, office, **mine, region="Africa", group="LDC") == list(reversed(made))  # MWI
+    assert await ids(api, office, **mine, country="SEN") == []
+    # filter-only lists are served by the index too, and agree with the store's own query, page by page
+    from services.catalog import service
+    from services.catalog.models import ItemListIn
+    from ssmatch.auth import Principal
+
+    caller = Principal(role="seeker", organization_id=org)
+    store_only = service.Catalog(api.app.state.store, api.app.state.catalog.matches)
+    for params in ({}, {"sector": "energy"}, {"sdg": 6, "status": "open"}, {"status": "draft"}, {"region": "Africa", "limit": 2}, {"language": "fr", "modality": "capacity_development"}):
+        query = ItemListIn(organization_id=org, **params)
+        indexed = await service.list_items(api.app.state.catalog, caller, "need", query)
+        scanned = await service.list_items(store_only, caller, "need", query)
+        assert [n["id"] for n in indexed["items"]] == [n["id"] for n in scanned["items"]], params
+        assert indexed["next_cursor"] == scanned["next_cursor"], params
+
+
+async def test_a_restarted_catalog_answers_as_before_and_a_lost_index_is_rebuilt(make_settings: Any) -> None:
+    settings = make_settings(admin_token=ADMIN, matcher_url="http://127.0.0.1:9")
+    queries = [{"q": "water"}, {"q": "water", "sort": "relevance"}, {"q": "统计"}, {"q": "irrigation schools", "sort": "relevance"}]
+    try:
+        async with open_api(settings, start_search=True, drop=False) as api:
+            await ready(api)
+            org, office = await api.org()
+            for i in range(6):
+                await post_need(api, office, title=f"Water irrigation for schools {i}", description="Irrigation " + "统计 " * (i % 2))
+            last = await post_need(api, office, title="Water last")
+
+            async def caught_up() -> bool:
+                wm = api.app.state.words.watermark
+                return wm is not None and api.app.state.words.count("need") == 7
+
+            await until(caught_up, FRESH_S, "all seven indexed")
+            before = [await ids(api, office, organization_id=org, **q) for q in queries]
+            assert last in before[0]
+        async with open_api(settings, start_search=True, drop=False) as api:
+            await ready(api)
+            assert api.app.state.index_sync.rebuilds_total == 0  # reopened from disk, caught up from its watermark
+            assert [await ids(api, office, organization_id=org, **q) for q in queries] == before
+        shutil.rmtree(settings.search_index_path)
+        async with open_api(settings, start_search=True) as api:
+            await ready(api)
+            assert api.app.state.index_sync.rebuilds_total == 1  # missing: rebuilt from the store
+            assert [await ids(api, office, organization_id=org, **q) for q in queries] == before
+    finally:
+        shutil.rmtree(settings.search_index_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("q", "status"), [
+    ("ab\x00cd", 422),
+    ("x" * 10_000, 422),
+    ("(a+)+$[", 200),
+    (".*", 200),
+    ("\\d{2,}|[^a]", 200),
+    ("écoles 学校 مدرسة школы", 200),
+    ("AND OR NOT \"unbalanced", 200),
+    ("title:foo^3 id:*", 200),
+    ("🌍🌱", 200),
+])
+async def test_hostile_queries_get_results_or_a_clear_4xx(search_api: Api, q: str, status: int) -> None:
+    _, office = await search_api.org()
+    await post_need(search_api, office, title="Écoles et 学校 et مدرسة et школы")
+    for sort in ("recency", "relevance"):
+        r = await search_api.client.get("/v1/offers" if sort == "x" else "/v1/needs", params={"q": q, "sort": sort}, headers=office)
+        assert r.status_code == status, (sort, r.text[:300])
+        if status >= 400:
+            assert set(r.json()["error"]) == {"code", "message", "details"}
+        else:
+            assert isinstance(r.json()["items"], list)

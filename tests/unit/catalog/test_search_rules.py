@@ -1,0 +1,66 @@
+"""Search, pure parts: query analysis, why an item was found, rank fusion, the meaning cut, and the
+store-query evaluation the word index shares with the page check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.catalog.adapters.word_index import UnsupportedFilter, passes
+from services.catalog.domain.search import MeaningHit, MeaningResult, analyse_query, fuse, matched_words, matches_all
+from services.matcher.search import nearest
+from services.matcher.search import passes as meaning_passes
+
+DOC = {"title": "Sécurité alimentaire", "description": "建立移民统计数据库 والتدريب", "keywords": ["école"]}
+
+
+def test_queries_are_folded_like_items_and_chinese_runs_kept_whole() -> None:
+    terms = analyse_query("SÉCURITÉ la 移民统计 التدريب (a+)+$[")
+    assert terms.words == ("securite", "تدريب")  # stop words and one-letter stop words gone, article stripped
+    assert terms.han_runs == ("移民统计",)
+    assert matched_words(terms, DOC) == ["securite", "تدريب", "移民统计"]
+    assert matches_all(terms, DOC)
+    assert not matches_all(analyse_query("securite absent"), DOC)
+    assert analyse_query("la le les").empty and not matches_all(analyse_query("la"), DOC)
+    assert matched_words(analyse_query("数据"), DOC) == ["数据"]  # a substring jieba never cuts out
+
+
+def test_fusion_adds_reciprocal_ranks_and_says_why() -> None:
+    fused = fuse(["a", "b", "c"], [MeaningHit("c", 0.9), MeaningHit("d", 0.8)])
+    assert [f.id for f in fused] == ["c", "a", "b", "d"]  # in both lists beats first in one
+    by_id = {f.id: f for f in fused}
+    assert by_id["c"].reasons() == ["matched words", "similar meaning"] and by_id["c"].similarity == 0.9
+    assert by_id["d"].reasons() == ["similar meaning"] and by_id["a"].reasons() == ["matched words"]
+    assert by_id["c"].score == pytest.approx(1 / 63 + 1 / 61)
+
+
+def test_only_neighbours_that_stand_out_count_in_a_large_corpus() -> None:
+    hits = (MeaningHit("x", 0.91), MeaningHit("y", 0.86), MeaningHit("z", 0.84))
+    assert [h.id for h in MeaningResult(hits, 0.80, 0.02, 1000).standing_out()] == ["x", "y"]
+    assert len(MeaningResult(hits, 0.80, 0.02, 10).standing_out()) == 3  # tiny corpus: no statistics
+
+
+def test_store_queries_are_evaluated_as_the_store_would() -> None:
+    doc = {"status": "open", "sectors": ["energy", "health"], "sdgs": [7], "country": "MWI", "organization_id": "o1"}
+    assert passes(doc, {"sectors": "energy", "sdgs": 7, "status": {"$in": ["open", "matched"]}, "country": {"$in": ["MWI"]}})
+    assert not passes(doc, {"status": {"$ne": "open"}})
+    assert not passes(doc, {"organization_id": {"$in": []}})
+    assert not passes(doc, {"sectors": {"$nin": ["health"]}})
+    with pytest.raises(UnsupportedFilter):
+        passes(doc, {"sdgs": {"$gt": 3}})
+
+
+def test_the_matcher_ranks_by_cosine_within_the_filters_and_reports_the_corpus() -> None:
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(50, 8)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = [f"i{j:02d}" for j in range(50)]
+    found = nearest(ids, matrix, matrix[7], 3)
+    assert found.hits[0] == ("i07", pytest.approx(1.0, abs=1e-5)) and len(found.hits) == 3
+    assert found.corpus_size == 50 and 0 < found.corpus_std < 1
+    sims = matrix @ matrix[7]
+    assert [s for _, s in found.hits] == sorted((float(s) for s in sims), reverse=True)[:3]
+    docs = {i: {"sectors": ["energy" if j % 2 else "health"]} for j, i in enumerate(ids)}
+    odd = nearest(ids, matrix, matrix[7], 5, lambda i: meaning_passes(docs[i], {"sectors": ["health"]}))
+    assert all(int(i[1:]) % 2 == 0 for i, _ in odd.hits) and len(odd.hits) == 5
+    assert nearest([], np.zeros((0, 8), np.float32), matrix[0], 3).hits == []
