@@ -16,6 +16,7 @@ import threading
 import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 _STOP = {
     "en": "a an and are as at be been by can for from has have in into is it its of on or our over such that the their them these they this to was we were which will with within who whose you your also more most other than then there would should could may",
@@ -60,7 +61,7 @@ def _arabic_stem(word: str) -> str:
     return _ARABIC_PREFIX.sub("", word)
 
 
-def _jieba():  # type: ignore[no-untyped-def]
+def _jieba() -> Any:
     global _jieba_ready
     import jieba
 

@@ -15,6 +15,7 @@ not know raises `UnsupportedFilter` and the caller falls back to the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -172,7 +173,7 @@ class WordIndex:
             meta = {}
         try:
             return tantivy.Index(self.schema, path=str(self.path), reuse=True), meta
-        except Exception:  # noqa: BLE001 - a damaged index is a read model: start it again
+        except Exception:
             log.warning("word index at %s cannot be opened; rebuilding it", self.path, exc_info=True)
             self._wipe()
             return tantivy.Index(self.schema, path=str(self.path), reuse=True), {}
@@ -245,11 +246,8 @@ class WordIndex:
         os.replace(tmp, self.path / META_FILE)
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self.writer.wait_merging_threads()
-            except Exception:  # noqa: BLE001 - closing; the next start checks the index anyway
-                pass
+        with self._lock, contextlib.suppress(Exception):  # closing; the next start checks the index anyway
+            self.writer.wait_merging_threads()
 
     # ---- reading ---------------------------------------------------------------------------------
     def count(self, kind: str) -> int:
