@@ -202,7 +202,7 @@ class KindTable:
         with_vectors = len(rows) > 0 and bool(self.has_vector[rows].all())
         vectors = self.vectors[rows] if with_vectors else None
         return CandidateSet(
-            items=items,  # type: ignore[arg-type]
+            items=items,
             texts=[self.texts[r] for r in rows],
             vectors=vectors,
             sq_norms=self.sq_norms[rows] if with_vectors else None,
@@ -225,7 +225,8 @@ class KindTable:
         means = np.stack([centroids.centroid(code) for code in self.lang_codes]).astype(np.float32)
         out = vectors - means[lang_index]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        centred: np.ndarray = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        return centred
 
     def _new_index(self) -> Index:
         return Index(ndim=self.dims, metric="cos", dtype="f16", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
@@ -278,7 +279,7 @@ class KindTable:
             index = indexes.get(block)
             if index is None or len(index) == 0:
                 continue
-            index.expansion_search = max(MIN_EXPANSION_SEARCH, 2 * count)
+            index.expansion_search = max(MIN_EXPANSION_SEARCH, 2 * count)  # type: ignore[misc]  # settable; the stub says read-only
             found: Any = index.search(q, count)
             keys.append(np.asarray(found.keys, dtype=np.int64))
             distances.append(np.asarray(found.distances, dtype=np.float32))
@@ -288,16 +289,17 @@ class KindTable:
             _, first = np.unique(k, return_index=True)
             k = k[np.sort(first)][:count]
             k = k[(k >= 0) & (k < self.capacity)]
-            found_rows = k[self.used[k]]
+            found_rows: np.ndarray = k[self.used[k]]
         else:
             found_rows = np.zeros(0, dtype=np.int64)
         # items without a vector are not in the index: keep them candidates (the scorer says why they fail)
         if self._no_vector:
-            return np.concatenate([found_rows, np.fromiter(sorted(self._no_vector), dtype=np.int64)])
+            with_unvectored: np.ndarray = np.concatenate([found_rows, np.fromiter(sorted(self._no_vector), dtype=np.int64)])
+            return with_unvectored
         return found_rows
 
     def open_vectors(self) -> tuple[list[str], np.ndarray]:
         """Ids and float32 vectors (rows aligned) of the open items that have a vector."""
         rows = self.rows()
         rows = rows[self.has_vector[rows]]
-        return [self.ids[r] for r in rows], self.vectors[rows].copy() if self.dims else np.zeros((0, 0), dtype=np.float32)  # type: ignore[misc]
+        return [self.ids[r] for r in rows], self.vectors[rows].copy() if self.dims else np.zeros((0, 0), dtype=np.float32)

@@ -122,7 +122,7 @@ class ItemIndex:
         `count` nearest neighbours by centred cosine."""
         table = self.tables[kind]
         rows = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count)
-        return [table.ids[r] for r in rows], table.take(rows)  # type: ignore[misc]
+        return [table.ids[r] for r in rows], table.take(rows)
 
     def expiring(self, now_ts: float) -> list[Key]:
         """Open items whose expiry has passed (their lists and the lists holding them must go)."""

@@ -113,7 +113,8 @@ class LanguageCentroids:
         total = self.size
         if total == 0:
             return np.zeros(self.dimensions, dtype=np.float64)
-        return sum(self._sums.values()) / total  # type: ignore[no-any-return]
+        mean: np.ndarray = np.asarray(sum(self._sums.values()), dtype=np.float64) / total
+        return mean
 
     def _prior(self, lang: str) -> np.ndarray:
         if lang in self.priors:
@@ -125,7 +126,7 @@ class LanguageCentroids:
     def _mean_centroid(self, lang: str) -> np.ndarray:
         n = self._counts.get(lang, 0)
         s = self._sums.get(lang, np.zeros(self.dimensions))
-        return (s + self.prior_weight * self._prior(lang)) / (n + self.prior_weight)  # type: ignore[no-any-return]
+        return (s + self.prior_weight * self._prior(lang)) / (n + self.prior_weight)
 
     def centroid(self, language: str | None) -> np.ndarray:
         lang = _lang(language)
@@ -175,4 +176,5 @@ class LanguageCentroids:
         means = np.stack([cache.setdefault(lang, self.centroid(lang)) if lang not in cache else cache[lang] for lang in languages])
         out = vectors.astype(np.float64) - means
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        centred: np.ndarray = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        return centred

@@ -8,6 +8,7 @@ worse score would mislead brokers.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class Embedder:
         self._model = None
         self._lock = threading.Lock()
 
-    def _load(self):  # type: ignore[no-untyped-def]
+    def _load(self) -> Any:
         if self._model is None:
             with self._lock:
                 if self._model is None:

@@ -7,7 +7,7 @@ operations, so scoring keeps pace with raw string similarity. `score_pair` is th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +39,7 @@ def _lang_bit(code: str) -> int:
     return _LANG_BIT[code]
 
 
-def _mask(codes: Sequence[Any], bits: dict[Any, int] | Callable[[Any], int]) -> int:
+def _mask(codes: Iterable[Any], bits: dict[Any, int] | Callable[[Any], int]) -> int:
     get = bits.get if isinstance(bits, dict) else None
     mask = 0
     for code in codes:
@@ -110,7 +110,8 @@ def _delivery_area(item: MatchItem) -> frozenset[str]:
 
 
 def _popcount(a: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(a).astype(np.float32)
+    counts: np.ndarray = np.bitwise_count(a).astype(np.float32)
+    return counts
 
 
 class _Tables:
@@ -143,7 +144,8 @@ def _coverage(need: np.ndarray, offer: np.ndarray, related: list[int], credit: f
         near = (offer & related[bit]) != 0
         total += np.where(has, np.where(same, 1.0, np.where(near, credit, 0.0)), 0.0).astype(np.float32)
     count = _popcount(need)
-    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    shares: np.ndarray = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return shares
 
 
 def _related(need: np.ndarray, related: list[int], nbits: int) -> np.ndarray:
@@ -320,7 +322,8 @@ def _centred_cosines(one: Prepared, cset: CandidateSet, centroids: LanguageCentr
     numerator = o_x - x_mo - o_mx + mx_mo
     x_norm = np.sqrt(max(float(x @ x - 2 * (x @ mx) + mx @ mx), 1e-12))
     o_norm = np.sqrt(np.maximum(cset.sq_norms - 2 * o_mo + mo_sq, 1e-12))
-    return (numerator / (x_norm * o_norm)).astype(np.float32)
+    cosine: np.ndarray = (numerator / (x_norm * o_norm)).astype(np.float32)
+    return cosine
 
 
 def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: LanguageCentroids | None = None,
