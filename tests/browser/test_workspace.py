@@ -299,6 +299,26 @@ def test_import_shows_progress_and_row_errors(workspace: Workspace, new_page: An
     assert not axe_violations(page)
 
 
+def test_an_office_searches_the_offers_before_posting(workspace: Workspace, new_page: Any) -> None:
+    p = parties(workspace, "TCD")
+    title = f"Formation des enseignants ruraux {uuid.uuid4().hex[:6]}"
+    offer_id = workspace.post(p["provider"], "offer", offer_body(title))["id"]
+    page = new_page("fr")
+    sign_in(page, p["office"], "/ui/search")
+    assert page.locator("nav a[href='/ui/search']").inner_text() == "Rechercher"
+    page.fill("#q", "enseignants")
+    with page.expect_navigation():
+        page.click("#search-form button[type=submit]")
+    results = page.locator("#results")
+    assert title in results.inner_text() and "Mots trouvés : enseignants" in results.inner_text().replace("\u00a0", " ")
+    assert page.locator(f"#results a[href='/ui/offers/{offer_id}']").count() == 1
+    assert not axe_violations(page)
+    page.goto("/ui/search?kind=offers&q=" + "zzzqqq")
+    assert page.locator("#no-results").is_visible()
+    refused = page.goto("/ui/search?q=a%00b")  # a control character: the error page, never a 500
+    assert refused is not None and refused.status == 422 and page.get_attribute("html", "lang") == "fr"
+
+
 def test_every_page_is_accessible_light_and_fits_a_small_screen(workspace: Workspace, new_page: Any) -> None:
     """axe-core finds no serious or critical violation, the first load stays under 100 KB compressed,
     and nothing is wider than a 360 px screen, on each page of each role (in Spanish here)."""
@@ -308,7 +328,7 @@ def test_every_page_is_accessible_light_and_fits_a_small_screen(workspace: Works
     offer_id = match_id.split(".")[1]
     pages = {
         "office": ["/ui/", "/ui/needs", f"/ui/needs/{need_id}", f"/ui/needs/{need_id}/edit", "/ui/matches", f"/ui/matches/{match_id}", "/ui/import", "/ui/inbox"],
-        "provider": ["/ui/", "/ui/offers", "/ui/offers/new", f"/ui/offers/{offer_id}"],
+        "provider": ["/ui/", "/ui/offers", "/ui/offers/new", f"/ui/offers/{offer_id}", "/ui/search?kind=needs&q=cantines"],
         "broker": ["/ui/", "/ui/queue?status=proposed&group=LDC", f"/ui/matches/{match_id}", "/ui/dashboard", "/ui/needs/nope"],
     }
     weights = {}

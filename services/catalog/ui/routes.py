@@ -509,6 +509,21 @@ async def my_matches(request: Request) -> Response:
     return render(page, "my_matches.html", items=items)
 
 
+@router.get("/search", response_class=HTMLResponse)
+async def search(request: Request) -> Response:
+    """Look before posting: needs or offers by words and by meaning, in any language."""
+    page = await signed_in(request)
+    q = (request.query_params.get("q") or "").strip()[:200]
+    kind = "need" if request.query_params.get("kind") == "needs" else "offer"
+    result: dict[str, Any] | None = None
+    if q:
+        try:
+            result = await usecases.search_items(page.catalog, page.caller, kind, q, (page.session or {}).get("token"))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise ApiError(422, "; ".join(m for _, m in usecases.validation_messages(exc))) from None
+    return render(page, "search.html", q=q, kind=kind, result=result)
+
+
 # ---- needs and offers -----------------------------------------------------------------------------
 KINDS = {"needs": "need", "offers": "offer"}
 OWNER_ROLE = {"need": "seeker", "offer": "provider"}

@@ -70,6 +70,11 @@ async def my_items(c: Catalog, caller: Principal, kind: str, limit: int = 100) -
     return page["items"]  # type: ignore[no-any-return]
 
 
+async def search_items(c: Catalog, caller: Principal, kind: str, q: str, credential: str | None, limit: int = 20) -> dict[str, Any]:
+    """Needs or offers by words and meaning, best first (the JSON API's `q` with `sort=relevance`)."""
+    return await _run(service.list_items(c, caller, kind, ItemListIn(q=q, sort="relevance", limit=limit), credential))  # type: ignore[arg-type]
+
+
 async def item_matches(c: Catalog, caller: Principal, kind: str, item_id: str) -> list[dict[str, Any]]:
     return await _run(service.item_matches(c, caller, kind, item_id))  # type: ignore[arg-type]
 
