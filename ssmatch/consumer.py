@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, retry_if_not_exception_type, wait_exponential
 
 from ssmatch.events import Envelope, InvalidEvent, parse_event
 from ssmatch.kafka import make_consumer, make_producer, send_to_deadletter
@@ -30,6 +31,23 @@ BatchHandler = Callable[[list[Parsed]], Awaitable[None]]
 
 class PermanentEventError(Exception):
     """The handler can never process this event (e.g. it contradicts stored state): dead-letter it."""
+
+
+def forever(message: str, max_wait_s: float, **context: object) -> AsyncRetrying:
+    """Retry a transient failure (store or broker down) until it works, backing off from 0.2 s to
+    `max_wait_s`; a `PermanentEventError` or a cancellation goes through at once."""
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else None
+        log.warning(message, extra={**context, "error": repr(error), "backoff_s": wait, "attempt": state.attempt_number})
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(PermanentEventError),
+        wait=wait_exponential(multiplier=0.1, min=0.2, max=max_wait_s),
+        before_sleep=log_retry,
+        reraise=True,
+    )
 
 
 class EventConsumer:
@@ -83,24 +101,19 @@ class EventConsumer:
         self._consumer = self._producer = None
 
     async def _connect(self) -> None:
-        backoff = 0.2
-        while True:
-            consumer = make_consumer(self.settings, self.group_id, *self.topics, client_id=self.name)
-            producer = make_producer(self.settings, client_id=f"{self.name}-dlq")
-            try:
-                await consumer.start()
-                await producer.start()
+        async for attempt in forever("consumer cannot connect; retrying", 5.0, consumer=self.name):  # broker not up yet
+            with attempt:
+                consumer = make_consumer(self.settings, self.group_id, *self.topics, client_id=self.name)
+                producer = make_producer(self.settings, client_id=f"{self.name}-dlq")
+                try:
+                    await consumer.start()
+                    await producer.start()
+                except BaseException:
+                    for client in (consumer, producer):
+                        with contextlib.suppress(Exception):
+                            await client.stop()
+                    raise
                 self._consumer, self._producer = consumer, producer
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - broker not up yet
-                log.warning("consumer cannot connect; retrying", extra={"consumer": self.name, "error": str(exc)})
-                for client in (consumer, producer):
-                    with contextlib.suppress(Exception):
-                        await client.stop()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
 
     async def _parse(self, record: ConsumerRecord) -> tuple[Envelope, BaseModel] | None:
         assert self._producer is not None
@@ -120,18 +133,11 @@ class EventConsumer:
                 parsed.append((result[0], result[1], record))
         if not parsed:
             return
-        backoff = 0.2
-        while True:
-            try:
+        # transient: retry the whole (idempotent) batch
+        async for attempt in forever("batch handler failed; retrying", 10.0, consumer=self.name):
+            with attempt:
                 await self.batch_handler(parsed)
-                self.processed_total += len(parsed)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - transient: retry the whole (idempotent) batch
-                log.warning("batch handler failed; retrying", extra={"consumer": self.name, "error": repr(exc), "backoff_s": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        self.processed_total += len(parsed)
 
     async def _handle(self, record: ConsumerRecord) -> None:
         assert self.handler is not None
@@ -141,25 +147,14 @@ class EventConsumer:
         envelope, payload = parsed
         token = correlation_id.set(envelope.correlation_id)
         try:
-            backoff = 0.2
-            while True:
-                try:
+            # transient failures: retry the same record, never skip it
+            async for attempt in forever("handler failed; retrying", 10.0, consumer=self.name, event_id=envelope.event_id):
+                with attempt:
                     await self.handler(envelope, payload, record)
-                    self.processed_total += 1
-                    return
-                except PermanentEventError as exc:
-                    await send_to_deadletter(self._producer, self.name, record, f"rejected by handler: {exc}")
-                    self.deadlettered_total += 1
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - transient: retry the same record, never skip it
-                    log.warning(
-                        "handler failed; retrying",
-                        extra={"consumer": self.name, "event_id": envelope.event_id, "error": repr(exc), "backoff_s": backoff},
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+            self.processed_total += 1
+        except PermanentEventError as exc:
+            await send_to_deadletter(self._producer, self.name, record, f"rejected by handler: {exc}")
+            self.deadlettered_total += 1
         finally:
             correlation_id.reset(token)
 
