@@ -177,13 +177,18 @@ class BatchScores:
     excluded: np.ndarray
     components: dict[str, np.ndarray]
     cosine: np.ndarray
-    exclusion_reasons: dict[int, list[str]]
     exclusion_codes: dict[int, list[Reason]] = field(default_factory=dict)
     code_gate: np.ndarray | None = None  # share of code credit the texts confirm (1: all)
     breadth: np.ndarray | None = None  # share of code credit left after the breadth discount (1: all)
     unmatched_codes: np.ndarray | None = None
     claimed_codes: np.ndarray | None = None
     scale: np.ndarray | None = None  # factor on every component's share (modality mismatch), 1: none
+
+    @property
+    def exclusion_reasons(self) -> dict[int, list[str]]:
+        """The exclusions in words, built on demand: a batch scores thousands of pairs and only what is
+        emitted or explained needs its text."""
+        return {i: [r.text() for r in rs] for i, rs in self.exclusion_codes.items()}
 
     def score(self, i: int) -> Score:
         need, offer = self.needs[i], self.offers[i]
@@ -407,8 +412,7 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
             reasons[int(i)] = why
             excluded[i] = True
     total = np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32)
-    return BatchScores(needs, offers, rules, total, excluded, components, cosine,
-                       {i: [r.text() for r in rs] for i, rs in reasons.items()}, reasons, gate, breadth, unmatched, claimed, scale)
+    return BatchScores(needs, offers, rules, total, excluded, components, cosine, reasons, gate, breadth, unmatched, claimed, scale)
 
 
 def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None,
