@@ -154,14 +154,21 @@ class DeliveryWorker(BackgroundTask):
         key = (str(d.get("channel")), outcome)
         self.outcomes[key] = self.outcomes.get(key, 0) + n
 
-    async def _close(self) -> None:
+    async def _close(self, grace_s: float = 10.0) -> None:
+        """Stop within a bound: a delivery or a broker that does not answer cannot hold a shutdown (what
+        was in flight is claimed again once its lease runs out)."""
         tasks = list(self._inflight)
         for task in tasks:
             task.cancel()  # their leases expire and the records are claimed again
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
         await self.sender.aclose()
-        if self._producer is not None:
-            await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), timeout=grace_s)
+            except TimeoutError:
+                log.warning("the dead-letter producer did not stop in time; leaving it", extra={"grace_s": grace_s})
 
     async def _run(self) -> None:
         while True:
