@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,7 +32,26 @@ _CODES = {
     422: "validation_failed",
     428: "precondition_required",
     429: "rate_limited",
+    503: "unavailable",
 }
+
+
+def error_code(status: int) -> str:
+    """The machine-readable `error.code` of an HTTP status every service uses."""
+    return _CODES.get(status, "error")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx of notify and the matcher: `{error: {code, message, details}}` (the catalog's
+    own model allows extra fields)."""
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):

@@ -13,18 +13,6 @@ SEARCH_FILTER_FIELDS = frozenset({"sdgs", "sectors", "modalities", "languages", 
 MAX_BODY_BYTES = 1_000_000
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx/5xx: `{error: {code, message, details}}`, as in the catalog and notify."""
-
-    error: ErrorDetail
-
-
 class ItemInput(BaseModel):
     """A need or offer given in full (the catalog's JSON is accepted as is: unknown fields are ignored)."""
 

@@ -12,7 +12,6 @@ from pydantic.json_schema import models_json_schema
 from services.matcher.http_models import (
     CentringRebuilt,
     CentringResponse,
-    ErrorBody,
     Health,
     RulesResponse,
     ScoreRequest,
@@ -20,6 +19,7 @@ from services.matcher.http_models import (
     SearchRequest,
     SearchResponse,
 )
+from ssmatch.http import ErrorBody
 
 MODELS: tuple[type[BaseModel], ...] = (ErrorBody, ScoreRequest, ScoreResponse, SearchRequest, SearchResponse, RulesResponse, CentringResponse,
                                        CentringRebuilt, Health)

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from aiohttp import web as aiohttp_web
@@ -26,11 +26,10 @@ from services.matcher.metrics import CONTENT_TYPE
 from services.matcher.runtime import MatcherRuntime
 from services.matcher.scoring import MatchItem, item_text, score_pair
 from ssmatch.auth import Principal, TokenAuthority
-from ssmatch.http import ApiError
+from ssmatch.http import ApiError, error_code
 
 log = logging.getLogger(__name__)
-STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed", 503: "unavailable"}
+M = TypeVar("M", bound=BaseModel)
 
 
 def _error(view: View, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> Response:
@@ -38,7 +37,7 @@ def _error(view: View, status: int, code: str, message: str, details: Any = None
 
 
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> aiohttp_web.Response:
-    body = {"error": {"code": STATUS_CODES.get(status, "error"), "message": message, "details": None}}
+    body = {"error": {"code": error_code(status), "message": message, "details": None}}
     return aiohttp_web.json_response(body, status=status, headers=headers)
 
 
@@ -64,7 +63,7 @@ def _no_constants(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def _read_json(view: View, request: Request, model: type[BaseModel]) -> BaseModel | Response:
+async def _read_json(view: View, request: Request, model: type[M]) -> M | Response:
     """The body as `model`, or the 4xx that says why not (413 over 1 MB, 422 otherwise). Callers test
     for the model: faust's `Response` is an abstract type the driver's responses are not instances of."""
     if (request.content_length or 0) > MAX_BODY_BYTES:
@@ -108,6 +107,13 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
         if principal is None:
             return _error(view, 401, "unauthorized", "invalid, expired or revoked token")
         return principal
+
+    async def caller_and_body(view: View, request: Request, model: type[M]) -> tuple[Principal, M] | Response:
+        """The caller, then the body as `model`: or the 401/503/413/422 that says why not."""
+        if not isinstance(who := await caller(view, request), Principal):
+            return who
+        body = await _read_json(view, request, model)
+        return (who, body) if isinstance(body, model) else body
 
     @app.page("/openapi.json")
     class OpenApiView(View):
@@ -175,11 +181,10 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
             """The open items nearest to the query by meaning (any language): the query is embedded once
             with the matcher's model, then ranked against every open item's vector (open items only:
             nothing private is found)."""
-            if not isinstance(who := await caller(self, request), Principal):
-                return who
-            body = await _read_json(self, request, SearchRequest)
-            if not isinstance(body, SearchRequest):
-                return body
+            asked = await caller_and_body(self, request, SearchRequest)
+            if not isinstance(asked, tuple):
+                return asked
+            _, body = asked
             service = await runtime.ensure_started()
             vector = (await asyncio.to_thread(runtime.embed, [body.q]))[0]
             ids, matrix = service.index.vectors(body.kind)
@@ -191,11 +196,10 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
     class ScoreView(View):
         async def post(self, request: Request) -> Response:
             """Explain any need/offer pair with the rules and centring snapshot in force; stores nothing."""
-            if not isinstance(who := await caller(self, request), Principal):
-                return who
-            body = await _read_json(self, request, ScoreRequest)
-            if not isinstance(body, ScoreRequest):
-                return body
+            asked = await caller_and_body(self, request, ScoreRequest)
+            if not isinstance(asked, tuple):
+                return asked
+            who, body = asked
             service = await runtime.ensure_started()
             snap = runtime.centring
             assert snap is not None

@@ -16,18 +16,7 @@ from services.notify.limits import TokenRateLimit
 from services.notify.preferences import Preferences
 from services.notify.subscriptions import SubscriptionStore
 from ssmatch.auth import Principal, TokenAuthority
-from ssmatch.http import ApiError
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
+from ssmatch.http import ApiError, ErrorBody
 
 _WHY = {
     401: "missing, invalid, expired or revoked token",
