@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,18 @@ async def walk_queue(url: str, headers: dict[str, str], params: dict[str, Any]) 
     return rows, pages, latencies[int(len(latencies) * 0.95)] * 1000
 
 
+def stop_processes(procs: Iterable[subprocess.Popen[bytes] | None]) -> None:
+    """Terminate the bench's servers, killing any that has not gone after 10 s."""
+    alive = [p for p in procs if p is not None]
+    for proc in alive:
+        proc.terminate()
+    for proc in alive:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     import httpx
 
@@ -344,13 +357,7 @@ def main() -> int:
             print(f"catalog.concurrency={CONCURRENCY}")
             print(f"catalog.total_s={time.monotonic() - started:.1f}")
         finally:
-            for proc in servers:
-                proc.terminate()
-            for proc in servers:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(servers)
             stop_all([store], grace_s=5)
     return 0
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_catalog import WORDS, wait_http  # noqa: E402
+from bench.bench_catalog import WORDS, stop_processes, wait_http  # noqa: E402
 
 N_ITEMS = int(os.environ.get("SSMATCH_BENCH_ITEMS", "100000"))
 DURATION_S = float(os.environ.get("BENCH_SEARCH_DURATION_S", "8"))
@@ -287,13 +287,7 @@ def main() -> int:
             print(f"search.concurrency={CONCURRENCY}")
             print(f"search.total_s={time.monotonic() - started:.1f}")
         finally:
-            for proc in procs.values():
-                proc.terminate()
-            for proc in procs.values():
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs.values())
             stop_all([store], grace_s=5)
     return 0
 

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.bench_catalog import stop_processes  # noqa: E402
+
 N_MATCHES = int(os.environ.get("BENCH_UI_MATCHES", "10000"))
 N_REQUESTS = int(os.environ.get("BENCH_UI_REQUESTS", "30"))
 DB = "bench_ui"
@@ -139,12 +141,7 @@ def main() -> int:
             print(f"queue_api_p95_ms={p95(api):.1f}")
             print(f"queue_page_vs_api={statistics.mean(api) / statistics.mean(page):.2f}")
         finally:
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes([proc])
             stop_all([store], grace_s=5)
     return 0
 
