@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,9 +44,11 @@ class Settings(BaseSettings):
     )
     kafka_session_timeout_s: float = Field(6.0, validation_alias=_env("SSMATCH_KAFKA_SESSION_TIMEOUT_S"))
 
-    # Catalog: per-token rate limit (token bucket; the admin token is exempt; 0 disables).
+    # Catalog: per-token rate limit (`limits` moving windows: BURST a second and PER_MINUTE a minute; the
+    # admin token is exempt; 0 disables). STORAGE `mongodb` shares the windows across catalog replicas.
     rate_limit_per_minute: float = Field(600, ge=0, validation_alias=_env("SSMATCH_RATE_LIMIT_PER_MINUTE"))
     rate_limit_burst: int = Field(100, ge=1, validation_alias=_env("SSMATCH_RATE_LIMIT_BURST"))
+    rate_limit_storage: Literal["memory", "mongodb"] = Field("memory", validation_alias=_env("SSMATCH_RATE_LIMIT_STORAGE"))
 
     # Notify delivery channels. E-mail is off until SSMATCH_SMTP_HOST is set.
     smtp_host: str | None = Field(None, validation_alias=_env("SSMATCH_SMTP_HOST"))

@@ -233,8 +233,11 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         lifespan=lifespan,
     )
     app.state.ready = False
-    # Per-token token bucket, in this process (see ratelimit.py for what that means with replicas).
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    # Per-token moving windows, in this process or shared through the store (see ratelimit.py).
+    app.state.rate_limiter = RateLimiter.from_settings(
+        settings.rate_limit_per_minute, settings.rate_limit_burst, settings.rate_limit_storage,
+        settings.mongodb_uri, settings.catalog_db,
+    )
     install_error_handlers(app)
     install_domain_errors(app)
     _pydantic_errors_are_422(app)

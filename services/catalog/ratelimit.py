@@ -1,78 +1,89 @@
-"""Per-token rate limiting: a token bucket per bearer token, kept in this process.
+"""Per-token rate limiting through the maintained ``limits`` library (moving windows).
 
-Each token may make `burst` requests at once and then `per_minute` requests a minute (the bucket refills
-continuously). The admin token is exempt. Going over answers 429 with `Retry-After` (seconds) and the
-usual error body.
+A token may make ``burst`` requests in any second and ``per_minute`` requests in any minute; the admin
+token is exempt and ``per_minute = 0`` disables limiting. Going over answers 429 with ``Retry-After``
+(seconds until the oldest request leaves the window that is full) and the usual error body.
 
-In-process on purpose: the catalog runs as one process per deployment today, so the limit is exact.
-With N catalog replicas behind a load balancer each keeps its own buckets, so a token could make up to
-N times the limit; a shared store (e.g. a Redis `INCR`/TTL or a MongoDB counter) would be needed then.
+Where the windows live (``SSMATCH_RATE_LIMIT_STORAGE``):
+- ``memory`` (default): in this process. With N catalog replicas behind a load balancer a token could
+  make up to N times the limit.
+- ``mongodb``: in the catalog's own database (``ratelimit_*`` collections, expired by the store), so
+  every replica counts against the same windows. It costs one store round trip per request (~3 ms on
+  the embedded store), which is why it is not the default for a single process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from dataclasses import dataclass
+from typing import Literal
+
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.storage import MemoryStorage, MongoDBStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
 
 from ssmatch.auth import Principal
 from ssmatch.http import ApiError
 
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
+StorageKind = Literal["memory", "mongodb"]
 
 
 class RateLimiter:
-    def __init__(self, per_minute: float, burst: int, clock: object = time.monotonic, max_keys: int = 100_000) -> None:
-        self.rate = per_minute / 60.0  # tokens per second; 0 disables limiting
+    """``burst`` a second and ``per_minute`` a minute per bearer token, counted by ``limits``."""
+
+    def __init__(self, per_minute: float, burst: int, storage: Storage | None = None, namespace: str = "catalog") -> None:
+        self.per_minute = max(0, int(per_minute))
         self.burst = max(1, int(burst))
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._max_keys = max_keys
+        self.items: list[RateLimitItem] = (
+            [RateLimitItemPerSecond(self.burst), RateLimitItemPerMinute(self.per_minute)] if self.per_minute > 0 else []
+        )
+        self.storage = storage if storage is not None else MemoryStorage()
+        self._blocking = not isinstance(self.storage, MemoryStorage)  # a store round trip: off the event loop
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.namespace = namespace
         self.limited_total = 0
+
+    @classmethod
+    def from_settings(cls, per_minute: float, burst: int, kind: StorageKind, mongodb_uri: str, database: str) -> RateLimiter:
+        if kind == "mongodb":
+            storage: Storage = MongoDBStorage(
+                mongodb_uri, database_name=database, counter_collection_name="ratelimit_counters",
+                window_collection_name="ratelimit_windows",
+            )
+            return cls(per_minute, burst, storage)
+        return cls(per_minute, burst)
 
     @property
     def enabled(self) -> bool:
-        return self.rate > 0
+        return bool(self.items)
 
-    def _now(self) -> float:
-        return self._clock()  # type: ignore[operator, no-any-return]
-
-    def check(self, principal: Principal) -> None:
-        """Take one token from the caller's bucket or raise ApiError(429) with Retry-After."""
+    async def check(self, principal: Principal) -> None:
+        """Count one request for the caller, or raise ApiError(429) with Retry-After."""
         if not self.enabled or principal.is_admin:
             return
         key = principal.token_id or f"org:{principal.organization_id}"
-        now = self._now()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self._max_keys:
-                self._prune(now)
-            bucket = self._buckets[key] = _Bucket(float(self.burst), now)
-        else:
-            bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        full = await asyncio.to_thread(self._take, key) if self._blocking else self._take(key)
+        if full is None:
             return
         self.limited_total += 1
-        retry_after = max(1, math.ceil((1.0 - bucket.tokens) / self.rate))
+        retry_after = max(1, math.ceil(full - time.time()))
         raise ApiError(
             429,
-            f"rate limit exceeded: at most {self.rate * 60:g} requests a minute (bursts of {self.burst}) per token",
+            f"rate limit exceeded: at most {self.burst} requests a second and {self.per_minute} a minute per token",
             code="rate_limited",
-            details={"retry_after_s": retry_after, "limit_per_minute": self.rate * 60, "burst": self.burst},
+            details={"retry_after_s": retry_after, "limit_per_minute": self.per_minute, "burst": self.burst},
             headers={"Retry-After": str(retry_after)},
         )
 
-    def _prune(self, now: float) -> None:
-        """Forget buckets that have refilled completely (they behave exactly like new ones)."""
-        full_after = self.burst / self.rate
-        for key in [k for k, b in self._buckets.items() if now - b.updated >= full_after]:
-            del self._buckets[key]
-        if len(self._buckets) >= self._max_keys:  # still full: drop the oldest half
-            for key, _ in sorted(self._buckets.items(), key=lambda kv: kv[1].updated)[: self._max_keys // 2]:
-                del self._buckets[key]
+    def _take(self, key: str) -> float | None:
+        """Hit every window if all have room (None); else the time the first full one frees a slot.
+
+        Testing before hitting means a refused request uses no slot, so a client that backs off as told
+        is served when Retry-After has passed."""
+        for item in self.items:
+            if not self.limiter.test(item, self.namespace, key):
+                return float(self.limiter.get_window_stats(item, self.namespace, key).reset_time)
+        for item in self.items:
+            self.limiter.hit(item, self.namespace, key)
+        return None

@@ -8,12 +8,13 @@ poison record neither stalls the partition nor takes the good ones with it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.matcher.runtime import MatcherRuntime
 from ssmatch.events import DeadLetterPayload, InvalidEvent, make_event, parse_event
@@ -26,6 +27,48 @@ BATCH_ATTEMPTS = 5
 RECORD_ATTEMPTS = 3
 BACKOFF_S = 0.2
 BACKOFF_MAX_S = 5.0
+
+
+E = TypeVar("E")
+P = TypeVar("P")
+
+
+def _retrying(attempts: int, backoff_s: float, on_retry: Callable[[], None]) -> AsyncRetrying:
+    def count(state: RetryCallState) -> None:
+        on_retry()
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("matcher batch failed (attempt %d): %s", state.attempt_number, error)
+
+    return AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=backoff_s, max=BACKOFF_MAX_S),
+                         retry=retry_if_exception_type(Exception), before_sleep=count, reraise=True)
+
+
+async def process_isolating_poison(
+    batch: list[tuple[E, P]],
+    process: Callable[[list[P]], Awaitable[None]],
+    deadletter: Callable[[E, str], Awaitable[None]],
+    on_retry: Callable[[], None],
+    batch_attempts: int = BATCH_ATTEMPTS,
+    record_attempts: int = RECORD_ATTEMPTS,
+    backoff_s: float = BACKOFF_S,
+) -> None:
+    """The batch with backoff; if it keeps failing, each record alone, and the ones that still fail
+    (poison) to the dead-letter topic, so one bad record cannot stop the partition or take the good
+    ones with it. Returns once every record was processed or dead-lettered (then the batch may be acked)."""
+    try:
+        async for attempt in _retrying(batch_attempts, backoff_s, on_retry):
+            with attempt:
+                await process([payload for _, payload in batch])
+        return
+    except Exception:  # noqa: BLE001 - isolate the poison record(s) below
+        pass
+    for event, payload in batch:
+        try:
+            async for attempt in _retrying(record_attempts, backoff_s, on_retry):
+                with attempt:
+                    await process([payload])
+        except Exception as exc:  # noqa: BLE001
+            await deadletter(event, f"processing failed {record_attempts} times: {type(exc).__name__}: {exc}")
 
 
 def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) -> None:
@@ -54,28 +97,7 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
         await service.settle(keys)
 
     async def with_retries(parsed: list[tuple[Any, BaseModel]]) -> None:
-        delay = BACKOFF_S
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
-            try:
-                await process([p for _, p in parsed])
-                return
-            except Exception as exc:  # noqa: BLE001 - any failure: retry, then isolate
-                runtime.metrics.retries.inc()
-                log.warning("matcher batch failed (attempt %d): %s", attempt, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-        for event, payload in parsed:  # isolate the poison record(s)
-            last: Exception | None = None
-            for _ in range(RECORD_ATTEMPTS):
-                try:
-                    await process([payload])
-                    last = None
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    last = exc
-                    await asyncio.sleep(delay)
-            if last is not None:
-                await deadletter(event, f"processing failed {RECORD_ATTEMPTS} times: {type(last).__name__}: {last}")
+        await process_isolating_poison(parsed, process, deadletter, runtime.metrics.retries.inc)
 
     @app.agent(topics["items"], name="score-items")
     async def score_items(stream: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.matcher import centring
 from services.matcher.candidates import CandidateConfig
@@ -81,20 +82,24 @@ class MatcherRuntime:
         Records the broker refused are sent again with backoff (a broker that just restarted can refuse
         produce requests for a moment); their event ids are stable, so a repeat is absorbed downstream."""
         assert self.producer is not None
+        producer = self.producer
         pending = list(records)
-        for attempt in range(attempts):
-            futures = [await self.producer.send(MATCHES_TOPIC, key=k, value=v) for k, v in pending]
+
+        async def send_pending() -> None:
+            nonlocal pending
+            futures = [await producer.send(MATCHES_TOPIC, key=k, value=v) for k, v in pending]
             results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [rec for rec, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
-            errors = [res for res in results if isinstance(res, BaseException)]
-            if not failed:
-                break
-            if attempt == attempts - 1:
-                raise errors[0]
-            log.warning("broker refused %d of %d match events; sending them again", len(failed), len(pending),
-                        extra={"error": type(errors[0]).__name__})
-            pending = failed
-            await asyncio.sleep(min(8.0, 0.25 * 2**attempt))
+            failed = [(rec, res) for rec, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
+            if failed:
+                log.warning("broker refused %d of %d match events; sending them again", len(failed), len(pending),
+                            extra={"error": type(failed[0][1]).__name__})
+                pending = [rec for rec, _ in failed]
+                raise failed[0][1]
+
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=0.25, max=8.0),
+                                           retry=retry_if_exception_type(Exception), reraise=True):
+            with attempt:
+                await send_pending()
         for _, v in records:
             self.metrics.emitted(v)
 

@@ -173,3 +173,35 @@ def test_after_approval_each_lifecycle_step_reaches_the_other_side(catalog: http
     assert poll(lambda: lifecycle_alerts(provider) == ["agreement_reached"] or None)
     assert poll(lambda: lifecycle_alerts(office) == ["completed"] or None)
     assert poll(lambda: lifecycle_alerts(broker) == ["agreement_reached", "completed"] or None)
+
+
+def test_the_matcher_dead_letters_a_record_it_cannot_read_and_keeps_matching(stack: Any, catalog: httpx.Client) -> None:
+    import asyncio
+    import json
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from tests.helpers import read_topic
+
+    marker = f"garbage-{uuid.uuid4().hex}"
+
+    async def publish_and_read() -> list[Any]:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.config.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait("ssmatch.needs", key=marker.encode(), value=b"{not an event")
+        finally:
+            await producer.stop()
+
+        def from_matcher(record: Any) -> bool:
+            event = json.loads(record.value)
+            return event["payload"]["consumer"] == "matcher" and event["payload"]["source_key"] == marker
+
+        return await read_topic(stack.config.kafka_bootstrap, "ssmatch.deadletter", from_matcher, want=1)
+
+    found = asyncio.run(publish_and_read())
+    assert found, "the matcher did not dead-letter the unreadable record"
+    payload = json.loads(found[0].value)["payload"]
+    assert payload["reason"].startswith("invalid event") and payload["raw"] == "{not an event"
+    test_withdrawn_offer_retracts_its_proposals(catalog)  # the partition was not stopped by it

@@ -44,7 +44,7 @@ async def authenticate(request: Request) -> Principal:
     caller = await authority.principal_from_request(request)
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
-        limiter.check(caller)
+        await limiter.check(caller)
     return caller
 
 

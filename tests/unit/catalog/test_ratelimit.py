@@ -1,6 +1,9 @@
-"""The per-token token bucket, on a fake clock."""
+"""The per-token limits (``limits`` moving windows, in memory): a burst a second, a rate a minute."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 
@@ -9,67 +12,55 @@ from ssmatch.auth import Principal
 from ssmatch.http import ApiError
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def caller(token: str = "t1") -> Principal:
     return Principal(role="seeker", organization_id="o1", token_id=token)
 
 
-def test_burst_then_steady_rate_then_429_with_retry_after() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
-    for _ in range(3):
-        limiter.check(caller())
+async def refused(limiter: RateLimiter, who: Principal) -> ApiError:
     with pytest.raises(ApiError) as exc:
-        limiter.check(caller())
-    assert exc.value.status == 429 and exc.value.code == "rate_limited"
-    assert exc.value.headers == {"Retry-After": "1"}
-    clock.now += 1.0  # one token back at 1/s
-    limiter.check(caller())
-    with pytest.raises(ApiError):
-        limiter.check(caller())
-    clock.now += 60  # refills to the burst, never above it
+        await limiter.check(who)
+    return exc.value
+
+
+async def test_a_burst_a_second_then_429_with_retry_after_and_a_refusal_uses_no_slot() -> None:
+    limiter = RateLimiter(per_minute=600, burst=3)
+    started = time.time()
     for _ in range(3):
-        limiter.check(caller())
-    with pytest.raises(ApiError):
-        limiter.check(caller())
-    assert limiter.limited_total == 3
+        await limiter.check(caller())
+    error = await refused(limiter, caller())
+    assert error.status == 429 and error.code == "rate_limited"
+    assert error.headers == {"Retry-After": "1"} and error.details["retry_after_s"] == 1
+    for _ in range(5):  # refusals do not push the window further out
+        await refused(limiter, caller())
+    deadline = time.monotonic() + 10
+    while True:  # the oldest request leaves the one-second window
+        try:
+            await limiter.check(caller())
+            break
+        except ApiError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    assert time.time() - started >= 0.99
+    assert limiter.limited_total >= 6
 
 
-def test_buckets_are_per_token_and_admin_is_exempt() -> None:
-    limiter = RateLimiter(per_minute=60, burst=1, clock=Clock())
-    limiter.check(caller("a"))
-    limiter.check(caller("b"))
-    with pytest.raises(ApiError):
-        limiter.check(caller("a"))
+async def test_the_minute_window_names_its_own_retry_after() -> None:
+    limiter = RateLimiter(per_minute=4, burst=100)
+    for _ in range(4):
+        await limiter.check(caller())
+    error = await refused(limiter, caller())
+    assert 55 <= int(error.headers["Retry-After"]) <= 60
+    assert error.details["limit_per_minute"] == 4
+
+
+async def test_windows_are_per_token_the_admin_is_exempt_and_zero_disables() -> None:
+    limiter = RateLimiter(per_minute=60, burst=1)
+    await limiter.check(caller("a"))
+    await limiter.check(caller("b"))
+    await refused(limiter, caller("a"))
     for _ in range(100):
-        limiter.check(Principal(role="admin", organization_id=None))
-
-
-def test_retry_after_rounds_up_and_zero_disables() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=6, burst=1, clock=clock)  # one token per 10 s
-    limiter.check(caller())
-    clock.now += 2.5
-    with pytest.raises(ApiError) as exc:
-        limiter.check(caller())
-    assert exc.value.headers == {"Retry-After": "8"}  # 7.5 s left, rounded up
-    unlimited = RateLimiter(per_minute=0, burst=1, clock=clock)
+        await limiter.check(Principal(role="admin", organization_id=None))
+    unlimited = RateLimiter(per_minute=0, burst=1)
+    assert not unlimited.enabled
     for _ in range(1000):
-        unlimited.check(caller())
-
-
-def test_idle_buckets_are_pruned_when_the_table_is_full() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=60, burst=2, clock=clock, max_keys=10)
-    for i in range(10):
-        limiter.check(caller(f"t{i}"))
-    clock.now += 5  # every bucket has refilled: forgetting them changes nothing
-    limiter.check(caller("new"))
-    assert len(limiter._buckets) == 1
+        await unlimited.check(caller())
