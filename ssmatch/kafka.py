@@ -6,7 +6,6 @@ the embedded Tansu broker and on Apache Kafka.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from ssmatch import schemas
 from ssmatch.events import DeadLetterPayload, Envelope, make_event
@@ -44,17 +44,20 @@ async def ensure_topics(
     for us, and partitions cannot be added later there.
     """
     wanted = required_topics(extra)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
+
+    async def connected_admin() -> AIOKafkaAdminClient:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
         try:
             await admin.start()
-            break
         except KafkaConnectionError:
             await admin.close()
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.3)
+            raise
+        return admin
+
+    # the broker may still be starting: retry the connection for up to timeout_s
+    admin: AIOKafkaAdminClient = await AsyncRetrying(
+        retry=retry_if_exception_type(KafkaConnectionError), stop=stop_after_delay(timeout_s), wait=wait_fixed(0.3), reraise=True,
+    )(connected_admin)
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
