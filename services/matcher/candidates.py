@@ -85,7 +85,7 @@ class KindTable:
         self.dims = 0
         self.capacity = 0
         self.vectors = np.zeros((0, 0), dtype=np.float32)
-        self.sq_norms = np.zeros(0, dtype=np.float32)
+        self.sq_norms = np.zeros(0, dtype=np.float64)  # float64: see _centred_cosines
         self.used = np.zeros(0, dtype=bool)
         self.has_vector = np.zeros(0, dtype=bool)
         self.lang_index = np.zeros(0, dtype=np.int64)
@@ -153,7 +153,8 @@ class KindTable:
         self.used[slot] = True
         if vector is not None:
             self.vectors[slot] = vector
-            self.sq_norms[slot] = float(vector @ vector)
+            stored = self.vectors[slot].astype(np.float64)  # as scored: the float32 row
+            self.sq_norms[slot] = float(stored @ stored)
             self.has_vector[slot] = True
             self._no_vector.discard(slot)
         else:

@@ -3,11 +3,13 @@
 Every worker holds the whole index (all needs and offers, fed by every worker's writes), but writes
 only the lists of the items it owns (the items on its partitions). When an item Y changes, the lists
 it can affect are: Y's own list, the lists that hold Y (it may fall out), and the lists Y now enters
-(its score beats their worst entry). `ListBook.affected` finds those among the owned lists and
-`ListBook.top_k` recomputes a list from scratch, so a list is always the top-K of the index, whatever
-order the events came in: exactly while a kind has fewer than `exact_below` open items, else among
-the item's ANN neighbours rescored exactly (`candidates.py`; recall measured, not assumed). No I/O,
-no clock except `now` for expiry.
+(its score beats their worst entry). `ListBook.affected` finds those among the owned lists, scoring
+the changed item against its candidates once; `ListBook.updated` then derives each affected list from
+the list as it was and those fresh scores, falling back to `ListBook.top_k` (a recomputation from
+scratch) only when the old list cannot say what fills a freed slot. Either way a list is the top-K of
+the index, whatever order the events came in: exactly while a kind has fewer than `exact_below` open
+items, else among the item's ANN neighbours rescored exactly (`candidates.py`; recall measured, not
+assumed). No I/O, no clock except `now` for expiry.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ class ListState:
     version: int = 0
     entries: dict[str, Entry] = field(default_factory=dict)
     stamp: str = ""  # rules and centring versions the entries were scored with
+
+    def worst(self) -> tuple[float, str]:
+        """The rank key of the last entry (entries are not mutated after a state is made: cached)."""
+        cached: tuple[float, str] | None = self.__dict__.get("_worst")
+        if cached is None:
+            cached = self.__dict__["_worst"] = max(rank_key(e.score, oid) for oid, e in self.entries.items())
+        return cached
 
 
 def rank_key(score: float, item_id: str) -> tuple[float, str]:
@@ -142,6 +151,14 @@ class ListBook:
         self.owns = owns
         self.lists: dict[Key, ListState] = {}
         self._holders: dict[Key, set[Key]] = {}  # (kind, id) → owned lists that hold it
+        # scores of the items changed in the current settle against their candidates, from `affected`
+        # (ids, rounded scores, -1 where failing): reused by their own lists and by `updated`
+        self._fresh: dict[Key, tuple[dict[str, int], list[str], np.ndarray]] = {}
+        self.recomputed = self.derived = 0  # how lists were settled (the bench and tests read them)
+
+    def forget_scores(self) -> None:
+        """Drop the changed items' scores: they are valid only for the index state they were taken in."""
+        self._fresh.clear()
 
     def set_list(self, key: Key, state: ListState) -> None:
         old = self.lists.get(key)
@@ -187,16 +204,74 @@ class ListBook:
         kind, item_id = key
         if not is_usable(self.index.get(kind, item_id), now.timestamp()):
             return {}
-        ids, scores = self._scores(kind, item_id, now)
+        self.recomputed += 1
+        fresh = self._fresh.get(key)
+        ids, scores = (fresh[1], fresh[2]) if fresh is not None else self._scores(kind, item_id, now)
         passing = np.flatnonzero(scores >= 0)
         ranked = sorted(passing, key=lambda j: rank_key(float(scores[j]), ids[j]))[: self.rules.top_k]
+        return {ids[j]: self._entry(key, ids[j], float(scores[j])) for j in ranked}
+
+    def _entry(self, key: Key, oid: str, score: float) -> Entry:
+        kind, item_id = key
         mine = self.index.get(kind, item_id)["revision"]  # type: ignore[index]
-        out: dict[str, Entry] = {}
-        for j in ranked:
-            theirs = self.index.get(other(kind), ids[j])["revision"]  # type: ignore[index]
-            need_rev, offer_rev = (mine, theirs) if kind == "need" else (theirs, mine)
-            out[ids[j]] = Entry(float(scores[j]), need_rev, offer_rev)
-        return out
+        theirs = self.index.get(other(kind), oid)["revision"]  # type: ignore[index]
+        return Entry(score, mine, theirs) if kind == "need" else Entry(score, theirs, mine)
+
+    def updated(self, key: Key, changed: list[Key], now: datetime | None = None) -> dict[str, Entry]:
+        """`key`'s list after the items `changed` changed (the index already holds them, and `affected`
+        scored each against its candidates). Derived from the list as it was when that is exact:
+
+        - every other item keeps its score with `key` (it did not change), so only the changed items
+          move: each leaves the list and re-enters at its fresh score if it passes;
+        - if the old list was full, an item outside it ranked below its worst entry; so the result is
+          exact when its last entry still ranks at least as well as that old worst entry. When the old
+          list was not full, every passing candidate was in it, and the result is exact as it is.
+
+        Otherwise (a member fell below the old worst, or left, and the list is full) only a
+        recomputation can say what fills the slot: `top_k`. So is the item's own change."""
+        now = now or datetime.now(UTC)
+        kind, item_id = key
+        state = self.lists.get(key)
+        if state is None or key in changed:
+            return self.top_k(key, now)
+        if not is_usable(self.index.get(kind, item_id), now.timestamp()):
+            return {}
+        them = other(kind)
+        pool = {oid: e.score for oid, e in state.entries.items()}
+        moved: set[str] = set()
+        for ck, cid in changed:
+            if ck != them:
+                continue
+            was_member = pool.pop(cid, None) is not None
+            score = self._pair_score((ck, cid), key, now, was_member)
+            if score is not None and score >= 0:
+                pool[cid] = score
+                moved.add(cid)
+        ranked = sorted(pool, key=lambda oid: rank_key(pool[oid], oid))[: self.rules.top_k]
+        if len(state.entries) >= self.rules.top_k:
+            worst = state.worst()
+            if len(ranked) < self.rules.top_k or rank_key(pool[ranked[-1]], ranked[-1]) > worst:
+                return self.top_k(key, now)
+        self.derived += 1
+        return {oid: (self._entry(key, oid, pool[oid]) if oid in moved else state.entries[oid]) for oid in ranked}
+
+    def _pair_score(self, changed: Key, key: Key, now: datetime, was_member: bool) -> float | None:
+        """The changed item's fresh score with `key` (-1 failing), None when it cannot be in `key`'s list.
+        From `affected`'s scores when `key` was among its candidates; scored alone if it was a member but
+        is no longer a candidate; else it does not enter (as `affected` decided)."""
+        fresh = self._fresh.get(changed)
+        if fresh is None:  # not usable any more (withdrawn, expired) or never seen
+            return None
+        slot = fresh[0].get(key[1])
+        if slot is not None:
+            return float(fresh[2][slot])
+        if not was_member:
+            return None
+        query = self.index.prepared(*changed)
+        cset = self.index.tables[key[0]].take(np.asarray([self.index.tables[key[0]].slot_of[key[1]]]))
+        batch = score_against(query, cset, self.rules, self.centroids, now)
+        score = round(float(batch.total[0]), 4)
+        return -1.0 if bool(batch.excluded[0]) or score <= self.rules.min_score else score
 
     def affected(self, key: Key, now: datetime | None = None) -> set[Key]:
         """Owned lists a change of `key` can alter: its own, those holding it, those it now enters."""
@@ -208,6 +283,7 @@ class ListBook:
         if not is_usable(self.index.get(kind, item_id), now.timestamp()):
             return out
         ids, scores = self._scores(kind, item_id, now)
+        self._fresh[key] = ({oid: j for j, oid in enumerate(ids)}, ids, scores)
         for j in np.flatnonzero(scores >= 0):
             target = (other(kind), ids[j])
             if target in out or not self.owns(*target):
@@ -216,8 +292,7 @@ class ListBook:
             if state is None or len(state.entries) < self.rules.top_k:
                 out.add(target)
                 continue
-            worst = max(rank_key(e.score, oid) for oid, e in state.entries.items())
-            if rank_key(float(scores[j]), item_id) < worst:
+            if rank_key(float(scores[j]), item_id) < state.worst():
                 out.add(target)
         return out
 

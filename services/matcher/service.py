@@ -160,9 +160,12 @@ class MatcherService:
         `now` decides expiry (tests move it; the worker uses the clock)."""
         t0 = time.perf_counter()
         async with self.lock:
-            affected = await asyncio.to_thread(self._affected, keys, now)
-            self._on_stage("candidates", time.perf_counter() - t0)
-            sent = await self._write_many(sorted(affected), now)
+            try:
+                affected = await asyncio.to_thread(self._affected, keys, now)
+                self._on_stage("candidates", time.perf_counter() - t0)
+                sent = await self._write_many(sorted(affected), now, changed=keys)
+            finally:
+                self.book.forget_scores()
         self._on_stage("settle", time.perf_counter() - t0)
         return sent
 
@@ -210,10 +213,12 @@ class MatcherService:
         self._expired_seen.update((key, self.index.get(*key)["revision"]) for key in due)  # type: ignore[index]
         return sent
 
-    async def _write_many(self, keys: list[Key], now: datetime | None = None) -> int:
+    async def _write_many(self, keys: list[Key], now: datetime | None = None, changed: list[Key] | None = None) -> int:
         """The steps of many lists at once: one scoring pass in a thread, the list documents written
         concurrently, all events sent together, then marked sent. A list another writer moved is
-        redone alone (`_write`)."""
+        redone alone (`_write`). With `changed` (the items whose change made these lists move), a list
+        scored under the rules and centring in force is derived from what it was (`ListBook.updated`);
+        without, every list is recomputed."""
         missing = [k for k in keys if k not in self.book.lists]
         if missing:
             await self._take_over(missing)
@@ -222,7 +227,8 @@ class MatcherService:
             out = []
             for key in keys:
                 state = self.book.lists[key]
-                new = self.book.top_k(key, now)
+                derive = changed is not None and state.stamp == self.stamp
+                new = self.book.updated(key, changed, now) if derive else self.book.top_k(key, now)  # type: ignore[arg-type]
                 if new == state.entries and state.stamp == self.stamp:
                     continue
                 step = ListState(state.version + 1, new, self.stamp)

@@ -298,7 +298,7 @@ class CandidateSet:
             items=items,
             texts=[p.text for p in items],
             vectors=vectors,
-            sq_norms=np.einsum("ij,ij->i", vectors, vectors) if vectors is not None else None,
+            sq_norms=np.einsum("ij,ij->i", vectors.astype(np.float64), vectors.astype(np.float64)) if vectors is not None else None,
             lang_codes=list(codes),
             lang_index=lang_index,
             sectors=ints("sectors"), modalities=ints("modalities"), sdgs=ints("sdgs"), languages=ints("languages"),
@@ -313,13 +313,17 @@ class CandidateSet:
 
 def _centred_cosines(one: Prepared, cset: CandidateSet, centroids: LanguageCentroids) -> np.ndarray:
     """cos(x - μ_x, o - μ_o) for every row o, by expanding the dot products: a few matrix-vector
-    products on the raw vectors instead of centred copies of the whole set."""
+    products on the raw vectors instead of centred copies of the whole set.
+
+    In float64: the expansion subtracts nearly equal terms (vectors lie close to their language mean),
+    and in float32 the result then depended on which side of the pair was `one` by up to 1e-4, enough
+    to change a rounded score. A pair's score must not depend on the direction it is computed in."""
     assert one.vector is not None and cset.vectors is not None and cset.sq_norms is not None
-    x = one.vector.astype(np.float32)
-    mx = centroids.centroid(one.item.text_language).astype(np.float32)
-    M = np.stack([centroids.centroid(code) for code in cset.lang_codes]).astype(np.float32)
+    x = one.vector.astype(np.float64)
+    mx = centroids.centroid(one.item.text_language).astype(np.float64)
+    M = np.stack([centroids.centroid(code) for code in cset.lang_codes]).astype(np.float64)
     li = cset.lang_index
-    O = cset.vectors
+    O = cset.vectors.astype(np.float64)
     o_x = O @ x
     o_mx = O @ mx
     o_mo = np.einsum("ij,ij->i", O, M[li]) if len(cset.lang_codes) > 1 else O @ M[0]

@@ -149,3 +149,22 @@ async def test_a_rules_change_rescores_every_list(cluster_factory: Any) -> None:
     await fresh.reconcile()
     assert cluster.catalog.proposed() == oracle(cluster.final_docs(), new_rules, CENTRING.centroids)
     assert all(m["rules_version"] == "test-2" for m in cluster.catalog.matches.values() if m["status"] == "proposed")
+
+
+async def test_lists_derived_from_fresh_scores_equal_lists_recomputed_after_every_event(cluster_factory: Any) -> None:
+    """`ListBook.updated` (a list derived from what it was and the changed items' fresh scores) against
+    a recomputation from scratch, after every single event of random interleavings: they must agree,
+    and most lists must take the cheap path (else the derivation is not doing its job)."""
+    for seed in range(3):
+        rng = random.Random(100 + seed)
+        events, vectors = random_events(rng, n_items=30, n_events=70)
+        cluster = cluster_factory(workers=1, rules=make_rules(top_k=3, min_score=0.2), vectors=vectors)
+        worker = cluster.workers[0]
+        for n, event in enumerate(events):
+            await cluster.deliver(event)
+            derived, recomputed = worker.book.derived, worker.book.recomputed
+            for key, state in list(worker.book.lists.items()):
+                assert state.entries == worker.book.top_k(key), f"seed {seed}, event {n}: list {key} drifted"
+            worker.book.derived, worker.book.recomputed = derived, recomputed
+        assert worker.book.derived > worker.book.recomputed / 2, (worker.book.derived, worker.book.recomputed)
+        assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids), f"seed {seed}"
