@@ -1,0 +1,232 @@
+"""The matcher on the running stack (issue 9): a burst against the embedder alone, post-to-proposal
+latency, and scale-out — each figure on its own `name=value` line.
+
+    python bench/bench_matcher_stack.py
+
+Starts `python -m ssmatch.stack` (what `make run` runs: embedded broker and store, catalog, matcher,
+notify; no demo data) and drives it through the catalog's HTTP API only:
+- **burst**: BURST new needs and offers (the demo catalogue's texts, twice with a varied last
+  sentence) posted by CLIENTS concurrent clients; the time until every one that gets a proposal has it
+  (`burst_s`), over the time the embedder alone takes for the same texts in this process
+  (`embed_alone_s`): `burst_vs_embedding` (target ≤ 2). Items without any proposal once the matcher
+  has settled everything are counted (`burst_items_without_proposals`).
+- **post_to_proposal**: after the burst, RATE posts a second for STEADY_S seconds; each timed from the
+  POST until its first proposal is visible to its author (`post_to_proposal_p50_ms`, `_p99_ms`).
+- **scale-out**: the burst again on a fresh stack with SSMATCH_MATCHER_WORKERS=2; `scaleout_2_vs_1` is
+  items/s with two workers over one.
+The store holds only what the bench posts (a few hundred items), not 100,000: every posted text is
+embedded once by the matcher (~8 texts/s here), which is what these figures are about; the per-event
+cost at 100,000 items is `bench_matcher_scale.py`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from services.matcher.scoring import Embedder, MatchItem, item_text  # noqa: E402
+from ssmatch.stack.demo import demo_data  # noqa: E402
+from ssmatch.stack.processes import free_port  # noqa: E402
+
+BURST = int(os.environ.get("BENCH_MATCHER_BURST", "300"))
+CLIENTS = 20
+RATE = 2.0
+STEADY_S = float(os.environ.get("BENCH_MATCHER_STEADY_S", "60"))
+ADMIN = "bench-admin-token"
+ORGS_PER_SIDE = 8
+VARIANTS = ["", " A second phase is planned with the same partners.", " Results will be shared with neighbouring countries."]
+
+
+def items(n: int) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, body) for n posts from the demo catalogue, alternating needs and offers."""
+    data = demo_data()
+    fields = ("title", "description", "keywords", "sdgs", "sectors", "modalities", "languages", "text_language", "country")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for variant in VARIANTS * (1 + n // (len(data["needs"]) + len(data["offers"]))):
+        for need, offer in zip(data["needs"], data["offers"], strict=False):
+            for kind, raw in (("need", need), ("offer", offer)):
+                body = {k: raw[k] for k in fields if raw.get(k) is not None}
+                body["description"] = body.get("description", "") + variant
+                out.append((kind, body))
+                if len(out) == n:
+                    return out
+    return out
+
+
+class Stack:
+    def __init__(self, workers: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-matcher-stack-"))
+        self.ports = {name: free_port() for name in ("CATALOG_PORT", "MATCHER_PORT", "NOTIFY_PORT", "SSMATCH_KAFKA_PORT", "SSMATCH_MONGO_PORT")}
+        env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")}
+        env.update({k: str(v) for k, v in self.ports.items()})
+        env.update(SSMATCH_DATA_DIR=str(self.dir), SSMATCH_ADMIN_TOKEN=ADMIN, SSMATCH_DEMO="0", SSMATCH_LOG_FORMAT="text",
+                   SSMATCH_RATE_LIMIT_PER_MINUTE="0", SSMATCH_MATCHER_WORKERS=str(workers))
+        self.log = (self.dir / "stack.log").open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ssmatch.stack"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.ports['CATALOG_PORT']}"
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"stack exited: {(self.dir / 'stack.log').read_text()[-2000:]}")
+            if b"Press Ctrl-C to stop." in (self.dir / "stack.log").read_bytes():
+                return
+            time.sleep(0.3)
+        raise RuntimeError("stack did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+async def make_orgs(client: httpx.AsyncClient) -> dict[str, list[str]]:
+    tokens: dict[str, list[str]] = {"need": [], "offer": []}
+    for kind, type_ in (("need", "country_office"), ("offer", "solution_provider")):
+        for i in range(ORGS_PER_SIDE):
+            org = await client.post("/v1/organizations", json={"name": f"Bench {type_} {i}", "type": type_, "country": "KEN" if kind == "need" else "BRA"},
+                                    headers={"Authorization": f"Bearer {ADMIN}"})
+            org.raise_for_status()
+            tok = await client.post("/v1/tokens", json={"organization_id": org.json()["id"]}, headers={"Authorization": f"Bearer {ADMIN}"})
+            tok.raise_for_status()
+            tokens[kind].append(tok.json()["token"])
+    return tokens
+
+
+async def proposed_items(client: httpx.AsyncClient) -> set[str]:
+    """Ids of every need and offer with at least one proposal, from the broker queue."""
+    seen: set[str] = set()
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"status": "proposed", "limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/v1/matches", params=params, headers={"Authorization": f"Bearer {ADMIN}"})).json()
+        for m in page["items"]:
+            seen.update((m["need_id"], m["offer_id"]))
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return seen
+
+
+async def post(client: httpx.AsyncClient, kind: str, body: dict[str, Any], token: str) -> str:
+    for _ in range(20):
+        res = await client.post(f"/v1/{kind}s", json=body, headers={"Authorization": f"Bearer {token}"})
+        if res.status_code == 201:
+            return str(res.json()["id"])
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"post failed: {res.status_code} {res.text[:300]}")
+
+
+async def burst(url: str, posts: list[tuple[str, dict[str, Any]]]) -> tuple[float, int, dict[str, list[str]], httpx.AsyncClient]:
+    client = httpx.AsyncClient(base_url=url, timeout=60)
+    tokens = await make_orgs(client)
+    queue = list(enumerate(posts))
+    ids: list[str] = []
+
+    async def worker() -> None:
+        while queue:
+            i, (kind, body) = queue.pop()
+            ids.append(await post(client, kind, body, tokens[kind][i % ORGS_PER_SIDE]))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    posted_s = time.perf_counter() - t0
+    print(f"burst_posted_s={posted_s:.1f}  # {len(ids)} posts by {CLIENTS} clients", flush=True)
+    wanted = set(ids)
+    last_growth = time.perf_counter()
+    have: set[str] = set()
+    done_at = t0
+    while time.perf_counter() - last_growth < 60:  # a bound, not a result: the last first-proposal time is kept
+        now_have = await proposed_items(client) & wanted
+        if len(now_have) > len(have):
+            have, done_at, last_growth = now_have, time.perf_counter(), time.perf_counter()
+        if have == wanted:
+            break
+        await asyncio.sleep(0.5)
+    return done_at - t0, len(wanted - have), tokens, client
+
+
+async def steady(client: httpx.AsyncClient, tokens: dict[str, list[str]], posts: list[tuple[str, dict[str, Any]]]) -> list[float]:
+    latencies: list[float] = []
+
+    async def one(i: int, kind: str, body: dict[str, Any]) -> None:
+        token = tokens[kind][i % ORGS_PER_SIDE]
+        t0 = time.perf_counter()
+        item_id = await post(client, kind, body, token)
+        deadline = t0 + 120
+        while time.perf_counter() < deadline:
+            res = await client.get(f"/v1/{kind}s/{item_id}/matches", headers={"Authorization": f"Bearer {token}"})
+            if res.status_code == 200 and res.json()["items"]:
+                latencies.append((time.perf_counter() - t0) * 1000)
+                return
+            await asyncio.sleep(0.05)
+
+    tasks = []
+    for i, (kind, body) in enumerate(posts):
+        tasks.append(asyncio.create_task(one(i, kind, body)))
+        await asyncio.sleep(1 / RATE)
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def run(workers: int, posts: list[tuple[str, dict[str, Any]]], steady_posts: list[tuple[str, dict[str, Any]]] | None) -> float:
+    stack = Stack(workers)
+    try:
+        stack.wait_ready()
+
+        async def go() -> float:
+            seconds, missing, tokens, client = await burst(stack.url, posts)
+            print(f"burst_s_{workers}w={seconds:.1f}", flush=True)
+            print(f"burst_items_without_proposals_{workers}w={missing}", flush=True)
+            if steady_posts:
+                lat = sorted(await steady(client, tokens, steady_posts))
+                if lat:
+                    print(f"post_to_proposal_p50_ms={statistics.median(lat):.0f}")
+                    print(f"post_to_proposal_p99_ms={lat[min(len(lat) - 1, int(0.99 * len(lat)))]:.0f}  # {len(lat)} of {len(steady_posts)} posts got a proposal")
+            await client.aclose()
+            return seconds
+
+        return asyncio.run(go())
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    posts = items(BURST + int(RATE * STEADY_S))
+    burst_posts, steady_posts = posts[:BURST], posts[BURST:]
+    embedder = Embedder()
+    embedder.embed(["warm up"])
+    texts = [item_text(MatchItem.model_validate({"id": f"x{i}", "kind": kind, "organization_id": "o", **body})) for i, (kind, body) in enumerate(burst_posts)]
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), 32):
+        embedder.embed(texts[start:start + 32])
+    embed_s = time.perf_counter() - t0
+    print(f"embed_alone_s={embed_s:.1f}  # {len(texts)} texts, {len(texts) / embed_s:.1f} texts/s", flush=True)
+    one = run(1, burst_posts, steady_posts)
+    print(f"burst_vs_embedding={one / embed_s:.2f}", flush=True)
+    two = run(2, burst_posts, None)
+    print(f"scaleout_2_vs_1={one / two:.2f}  # items/s with two matcher workers over one", flush=True)
+
+
+if __name__ == "__main__":
+    main()
