@@ -87,21 +87,33 @@ class ItemIndex:
         self.tables: dict[str, KindTable] = {"need": KindTable(), "offer": KindTable()}
 
     def get(self, kind: str, item_id: str) -> dict[str, Any] | None:
+        """The item's newest revision; an open item's vector is not in it (see `embedding`)."""
         return self.docs[kind].get(item_id)
 
+    def embedding(self, kind: str, item_id: str) -> np.ndarray | None:
+        """The item's float32 vector: an open item's table row (a copy), else the document's."""
+        table = self.tables[kind]
+        slot = table.slot_of.get(item_id)
+        if slot is not None:
+            return table.vectors[slot].copy() if table.has_vector[slot] else None
+        doc = self.docs[kind].get(item_id)
+        return None if doc is None else doc.get("embedding")
+
     def put(self, doc: dict[str, Any]) -> bool:
-        """Keep `doc` if it is newer than what is held (a withdrawal is a newer revision)."""
+        """Keep `doc` if it is newer than what is held (a withdrawal is a newer revision). An open
+        item's vector is kept once, in its table row, not also in the document (1.5 KB an item)."""
         kind, item_id = doc["kind"], doc["_id"]
         held = self.docs[kind].get(item_id)
         if held is not None and held["revision"] >= doc["revision"]:
             return False
         if doc.get("status") == "withdrawn" and "title" not in doc and held is not None:
-            doc = {**held, "status": "withdrawn", "revision": doc["revision"]}
-        self.docs[kind][item_id] = doc
+            doc = {**held, "embedding": self.embedding(kind, item_id), "status": "withdrawn", "revision": doc["revision"]}
         if doc.get("status") == "open":
             self.tables[kind].put(item_id, self._prepare(doc))
+            doc = {k: v for k, v in doc.items() if k != "embedding"}
         else:
             self.tables[kind].drop(item_id)
+        self.docs[kind][item_id] = doc
         return True
 
     def _prepare(self, doc: dict[str, Any]) -> Prepared:

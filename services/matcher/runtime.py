@@ -177,8 +177,7 @@ class MatcherRuntime:
         grown enough since the last one: deliberate, rare, and the same version for every worker."""
         if self.service is None or self.centring is None or 0 not in self.owned["need"]:
             return
-        open_n = sum(1 for k in ("need", "offer") for d in self.service.index.docs[k].values()
-                     if d.get("status") == "open" and d.get("embedding") is not None)
+        open_n = sum(int(self.service.index.tables[k].has_vector.sum()) for k in ("need", "offer"))  # open items with a vector
         if open_n > 0 and open_n >= REFRESH_GROWTH * max(self.centring.items, 0.5):
             snap = await self.refresh_centring()
             log.info("centring snapshot %s built over %d open items", snap.version, snap.items)
@@ -198,10 +197,10 @@ class MatcherRuntime:
         service = await self.ensure_started()
         assert self.store is not None
         async with service.lock:
-            docs = [d for k in ("need", "offer") for d in service.index.docs[k].values()
-                    if d.get("status") == "open" and d.get("embedding") is not None]
-            vectors = np.stack([d["embedding"] for d in docs]).astype(np.float32) if docs else np.zeros((0, 384), dtype=np.float32)
-            snap = await asyncio.to_thread(centring.build, vectors, [d.get("text_language") for d in docs], self.rules.semantic.language_prior_weight)
+            parts = [(k, *service.index.vectors(k)) for k in ("need", "offer")]  # open items with a vector
+            languages = [service.index.docs[k][i].get("text_language") for k, ids, _ in parts for i in ids]
+            vectors = np.concatenate([m for _, _, m in parts]).astype(np.float32) if languages else np.zeros((0, 384), dtype=np.float32)
+            snap = await asyncio.to_thread(centring.build, vectors, languages, self.rules.semantic.language_prior_weight)
         await centring.save(self.store.meta, snap)
         if self.centring is None or snap.version != self.centring.version:
             await self.use_centring(snap)

@@ -135,8 +135,9 @@ class MatcherService:
         need: dict[str, list[dict[str, Any]]] = {}
         for doc in docs:
             held = self.index.get(doc["kind"], doc["_id"])
-            if held is not None and held.get("text_hash") == doc["text_hash"] and held.get("embedding") is not None:
-                doc["embedding"] = held["embedding"]
+            vector = self.index.embedding(doc["kind"], doc["_id"]) if held is not None and held.get("text_hash") == doc["text_hash"] else None
+            if vector is not None:
+                doc["embedding"] = vector
             else:
                 need.setdefault(doc["text_hash"], []).append(doc)
         if not need:

@@ -218,7 +218,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                     doc = service.index.get(kind, ref)
                     if doc is None or "title" not in doc or not _visible(doc, who):
                         return _error(self, 404, "not_found", f"{kind} {ref} is not known to the matcher")
-                    items[kind] = to_match_item(doc)
+                    items[kind] = to_match_item({**doc, "embedding": service.index.embedding(kind, ref)})
                 else:
                     return _error(self, 422, "validation_failed", f"give {kind} or {kind}_id")
             missing = [k for k, it in items.items() if it.embedding is None]

@@ -65,8 +65,10 @@ def test_the_table_holds_what_it_was_fed_through_growth_updates_and_drops() -> N
     assert table.capacity >= 128 and len(table) == len({d["_id"] for d in index.docs["need"].values() if d["status"] == "open"})
     ids, vectors = index.vectors("need")
     assert len(ids) == len(set(ids)) == len(table)
+    fed = {d["_id"]: d["embedding"] for d in docs} | {d["_id"]: docs[-1]["embedding"] for d in docs[:60]} | {d["_id"] + "b": d["embedding"] for d in docs[100:110]}
     for item_id, row in zip(ids, vectors, strict=True):
-        assert np.array_equal(row, np.asarray(index.get("need", item_id)["embedding"], dtype=np.float32))  # type: ignore[index]
+        assert np.array_equal(row, np.asarray(fed[item_id], dtype=np.float32))
+        assert "embedding" not in index.get("need", item_id) and np.array_equal(index.embedding("need", item_id), row)  # type: ignore[operator]
     assert not any(i in ids for i in (d["_id"] for d in docs[60:100]))
     # a take of the table scores exactly like a CandidateSet built from the same prepared items
     rows = table.rows()
