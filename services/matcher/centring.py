@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from services.matcher.scoring import LanguageCentroids
+from services.matcher.scoring.model import language_tag
 
 UNSEEN = "\x00unseen"  # the centroid a language with no items and no prior gets
 META_ID = "centring"
@@ -33,7 +34,7 @@ class FrozenCentroids(LanguageCentroids):
         self.table = table
 
     def centroid(self, language: str | None) -> np.ndarray:
-        return self.table.get(language or "und", self.table[UNSEEN])
+        return self.table.get((language_tag(language) if language else None) or "und", self.table[UNSEEN])
 
     def add(self, language: str | None, vector: np.ndarray) -> None:
         raise TypeError("a centring snapshot is frozen; build a new one")
@@ -63,7 +64,7 @@ def build(vectors: np.ndarray, languages: Iterable[str | None], prior_weight: fl
     """A snapshot of the corpus (rows of `vectors`), with the scoring package's estimator."""
     langs = list(languages)
     estimator = LanguageCentroids.from_vectors(vectors, langs, prior_weight=prior_weight)
-    seen = {lang or "und" for lang in langs} | set(estimator.priors)
+    seen = {(language_tag(lang) if lang else None) or "und" for lang in langs} | set(estimator.priors)
     table = {lang: estimator.centroid(lang) for lang in seen}
     table[UNSEEN] = estimator.centroid(UNSEEN)
     return snapshot_of(table, len(langs))
