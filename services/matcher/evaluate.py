@@ -335,12 +335,15 @@ def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[
     everything = offers + pool
     scores = system_scores(needs, everything, vectors, rules, centroids=centroids_for(needs + everything, vectors, rules), baselines=baselines)
     pooled = evaluate(needs, everything, grades, scores)
-    unjudged = sum(1 for n in judged_needs(needs, grades) if (n.id, rank(scores["ssmatch"][n.id], everything)[0]) not in grades)
+    tops = [(n.id, rank(scores["ssmatch"][n.id], everything)[0]) for n in judged_needs(needs, grades)]
+    unjudged = sum(1 for pair in tops if pair not in grades)
+    wrong = sum(1 for pair in tops if grades.get(pair, 2) < 2)  # judged, and judged less than good
     for system in pooled:
         for metric in METRICS:
             lines.append(f"pool.{system}.{metric}={pooled[system]['all'][metric]:.4f}")
     values.update({f"pool.{m}": pooled["ssmatch"]["all"][m] for m in METRICS})
     lines.append(f"pool.unjudged_top1={unjudged}")
+    lines.append(f"pool.wrong_top1={wrong}")
     lines.append(f"pool.offers={len(everything)}")
     gaming = gaming_report(needs, offers, gamers, vectors, rules)
     values["gaming_top5_share"] = gaming["top5_share"]
