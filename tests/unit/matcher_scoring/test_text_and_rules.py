@@ -57,6 +57,8 @@ def test_the_shipped_rules_load_and_carry_a_version() -> None:
         (lambda t: t.replace("ceiling = 0.45", "ceiling = 0.01"), "must be above semantic.floor"),
         (lambda t: t.replace("semantic = 0.50", "semantic = -1"), "weights.semantic"),
         (lambda t: t.replace("top_k = 5", "top_k = 0"), "proposals.top_k"),
+        (lambda t: t.replace("sector_cap = 4", "sector_cap = 0.5"), "or at least 1 item"),
+        (lambda t: t.replace("sector_cap = 4", "sector_cap = -1"), "semantic.sector_cap"),
         (lambda t: t + "\n[surprise]\nx = 1\n", "surprise"),
         (lambda t: re.sub(r'^version = "[^"]*"', "", t, flags=re.MULTILINE), "version"),
         (lambda t: t + "\nthis is = = not toml\n", "not valid TOML"),
