@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,10 +60,12 @@ def deserialise(raw: bytes) -> dict[str, np.ndarray]:
         return {k.replace("__", "\x00") if k.startswith("__") else k: z[k] for k in z.files}
 
 
-def build(vectors: np.ndarray, languages: Iterable[str | None], prior_weight: float) -> CentringSnapshot:
-    """A snapshot of the corpus (rows of `vectors`), with the scoring package's estimator."""
+def build(vectors: np.ndarray, languages: Iterable[str | None], prior_weight: float,
+          topics: Iterable[Sequence[str]] | None = None, topic_cap: float = 0.0) -> CentringSnapshot:
+    """A snapshot of the corpus (rows of `vectors`), with the scoring package's estimator; `topics`
+    (each item's sectors) and `topic_cap` (rules `semantic.sector_cap`) bound any one sector's pull."""
     langs = list(languages)
-    estimator = LanguageCentroids.from_vectors(vectors, langs, prior_weight=prior_weight)
+    estimator = LanguageCentroids.from_vectors(vectors, langs, prior_weight=prior_weight, topics=topics, topic_cap=topic_cap)
     seen = {(language_tag(lang) if lang else None) or "und" for lang in langs} | set(estimator.priors)
     table = {lang: estimator.centroid(lang) for lang in seen}
     table[UNSEEN] = estimator.centroid(UNSEEN)

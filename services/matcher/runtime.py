@@ -196,7 +196,8 @@ class MatcherRuntime:
             docs = [d for k in ("need", "offer") for d in service.index.docs[k].values()
                     if d.get("status") == "open" and d.get("embedding") is not None]
             vectors = np.stack([d["embedding"] for d in docs]).astype(np.float32) if docs else np.zeros((0, 384), dtype=np.float32)
-            snap = await asyncio.to_thread(centring.build, vectors, [d.get("text_language") for d in docs], self.rules.semantic.language_prior_weight)
+            snap = await asyncio.to_thread(centring.build, vectors, [d.get("text_language") for d in docs], self.rules.semantic.language_prior_weight,
+                                           [d.get("sectors") or [] for d in docs], self.rules.semantic.sector_cap)
         await centring.save(self.store.meta, snap)
         if self.centring is None or snap.version != self.centring.version:
             await self.use_centring(snap)
