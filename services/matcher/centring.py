@@ -36,10 +36,11 @@ class FrozenCentroids(LanguageCentroids):
     def centroid(self, language: str | None) -> np.ndarray:
         return self.table.get((language_tag(language) if language else None) or "und", self.table[UNSEEN])
 
-    def add(self, language: str | None, vector: np.ndarray) -> None:
+    def add(self, language: str | None, vector: np.ndarray, topics: Sequence[str] = ()) -> None:
         raise TypeError("a centring snapshot is frozen; build a new one")
 
-    remove = add
+    def remove(self, language: str | None, vector: np.ndarray) -> None:
+        raise TypeError("a centring snapshot is frozen; build a new one")
 
 
 @dataclass(frozen=True)
