@@ -155,3 +155,19 @@ def test_centroids_follow_changes_to_the_corpus() -> None:
     assert not np.allclose(c.centroid("xx"), before)
     c.remove("xx", vecs[0] + 5)
     assert np.allclose(c.centroid("xx"), before)
+
+
+def test_a_centring_snapshot_computes_the_capped_estimate() -> None:
+    """What workers share (services.matcher.centring.build) is the sector-capped estimate when given
+    the items' sectors and the cap, and the plain density estimate without them."""
+    from services.matcher.centring import build
+
+    rng = np.random.default_rng(7)
+    vecs, langs, dominant, _ = _topic_corpus(rng)
+    bulk = dominant + 3 * rng.normal(size=(300, 384))
+    everything, all_langs = np.vstack([vecs, bulk]), langs + ["xx"] * 300
+    sectors = [[f"s{k % 10}"] for k in range(30)] * 2 + [["health"]] * 300
+    capped = LanguageCentroids.from_vectors(everything, all_langs, prior_weight=2.0, topics=sectors, topic_cap=4.0).centroid("xx")
+    snap = build(everything, all_langs, 2.0, topics=sectors, topic_cap=4.0)
+    assert np.allclose(snap.centroids.centroid("xx"), capped)
+    assert not np.allclose(build(everything, all_langs, 2.0).centroids.centroid("xx"), capped)
