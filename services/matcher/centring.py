@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from services.matcher.scoring import LanguageCentroids
+from services.matcher.scoring.model import language_tag
 
 UNSEEN = "\x00unseen"  # the centroid a language with no items and no prior gets
 META_ID = "centring"
@@ -33,12 +34,13 @@ class FrozenCentroids(LanguageCentroids):
         self.table = table
 
     def centroid(self, language: str | None) -> np.ndarray:
-        return self.table.get(language or "und", self.table[UNSEEN])
+        return self.table.get((language_tag(language) if language else None) or "und", self.table[UNSEEN])
 
-    def add(self, language: str | None, vector: np.ndarray) -> None:
+    def add(self, language: str | None, vector: np.ndarray, topics: Sequence[str] = ()) -> None:
         raise TypeError("a centring snapshot is frozen; build a new one")
 
-    remove = add
+    def remove(self, language: str | None, vector: np.ndarray) -> None:
+        raise TypeError("a centring snapshot is frozen; build a new one")
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,13 @@ def deserialise(raw: bytes) -> dict[str, np.ndarray]:
         return {k.replace("__", "\x00") if k.startswith("__") else k: z[k] for k in z.files}
 
 
-def build(vectors: np.ndarray, languages: Iterable[str | None], prior_weight: float) -> CentringSnapshot:
-    """A snapshot of the corpus (rows of `vectors`), with the scoring package's estimator."""
+def build(vectors: np.ndarray, languages: Iterable[str | None], prior_weight: float,
+          topics: Iterable[Sequence[str]] | None = None, topic_cap: float = 0.0) -> CentringSnapshot:
+    """A snapshot of the corpus (rows of `vectors`), with the scoring package's estimator; `topics`
+    (each item's sectors) and `topic_cap` (rules `semantic.sector_cap`) bound any one sector's pull."""
     langs = list(languages)
-    estimator = LanguageCentroids.from_vectors(vectors, langs, prior_weight=prior_weight)
-    seen = {lang or "und" for lang in langs} | set(estimator.priors)
+    estimator = LanguageCentroids.from_vectors(vectors, langs, prior_weight=prior_weight, topics=topics, topic_cap=topic_cap)
+    seen = {(language_tag(lang) if lang else None) or "und" for lang in langs} | set(estimator.priors)
     table = {lang: estimator.centroid(lang) for lang in seen}
     table[UNSEEN] = estimator.centroid(UNSEEN)
     return snapshot_of(table, len(langs))

@@ -28,6 +28,7 @@ from rank_bm25 import BM25Okapi
 from rapidfuzz import fuzz, utils
 
 from services.matcher.scoring import CandidateSet, Embedder, LanguageCentroids, MatchItem, Rules, item_text, load_rules, prepare, score_against
+from services.matcher.scoring.centering import default_priors
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SET = REPO.parent / "shared" / "eval" / "dev-set.json"
@@ -90,13 +91,15 @@ def _words(text: str) -> list[str]:
 
 
 def centroids_for(corpus: list[MatchItem], vectors: dict[str, np.ndarray], rules: Rules,
-                  extra: tuple[np.ndarray, list[str | None]] | None = None) -> LanguageCentroids:
-    """Centroids of the stored corpus the matcher would hold (plus `extra` vectors, e.g. a bulk import)."""
+                  extra: tuple[np.ndarray, list[str | None], list[list[str]]] | None = None) -> LanguageCentroids:
+    """Centroids of the stored corpus the matcher would hold (plus `extra` vectors, languages and
+    sectors, e.g. a bulk import)."""
     vecs = np.stack([vectors[i.id] for i in corpus])
     langs: list[str | None] = [i.text_language for i in corpus]
+    topics = [i.sectors for i in corpus]
     if extra is not None:
-        vecs, langs = np.vstack([vecs, extra[0]]), langs + list(extra[1])
-    return LanguageCentroids.from_vectors(vecs, langs, **centring_options(rules))
+        vecs, langs, topics = np.vstack([vecs, extra[0]]), langs + list(extra[1]), topics + list(extra[2])
+    return LanguageCentroids.from_vectors(vecs, langs, topics=topics, **centring_options(rules))
 
 
 def centring_options(rules: Rules) -> dict[str, Any]:
@@ -148,6 +151,10 @@ VECTOR_CACHE = EVAL_DATA / "vectors.npz"
 DEMO_FILE = REPO / "ssmatch" / "demo" / "data.json"
 PARITY_LANGUAGES = ("en", "fr", "es", "pt", "ar", "zh", "ru")
 SKEW_ITEMS = 1000
+# Second skew report: each item keeps 0.45 of its text's offset from the language mean, which
+# brings the import's mean pairwise centred cosine from ~0.55 (templated texts) down to ~0.11, that
+# of distinct items of one sector in the dev set (~0.1); related need/offer pairs sit at 0.2-0.4
+SKEW_DISTINCT_KEEP = 0.45
 
 
 def _read(path: Path) -> Any:
@@ -185,13 +192,25 @@ def skew_texts() -> dict[str, list[str]]:
     return {lang: [frame.format(phrase) for frame in data["frames"][lang] for phrase in phrases] for lang, phrases in data["phrases"].items()}
 
 
-def skew_items(distinct: np.ndarray, count: int, seed: int) -> np.ndarray:
+def skew_items(distinct: np.ndarray, count: int, seed: int, keep: float = 1.0, language_mean: np.ndarray | None = None) -> np.ndarray:
     """`count` unit vectors built from `distinct` real embeddings: each repeated, with a small random
     perturbation (norm ~0.05) so no two are identical. The mean of the import (all that a mean
     centroid sees) is the mean of real embeddings; see README "How matching works" for why this is
-    an honest stand-in for 1,000 distinct texts of one topic."""
+    an honest stand-in for 1,000 distinct texts of one topic.
+
+    With `keep` < 1 each item keeps only that share of its offset from `language_mean` (the
+    language's own direction is untouched), the rest replaced by a random direction of the same
+    length: the items are then as unlike one another as distinct texts by different authors, and
+    their common pull toward the topic shrinks by `keep`, as it would for such texts."""
     rng = np.random.default_rng(seed)
-    base = distinct[np.arange(count) % len(distinct)]
+    base = distinct[np.arange(count) % len(distinct)].astype(np.float64)
+    if keep < 1.0 and language_mean is not None:
+        m = language_mean.astype(np.float64)
+        offset = base - m
+        fresh = rng.normal(size=base.shape)
+        fresh -= np.outer(fresh @ m / (m @ m), m)
+        fresh *= np.linalg.norm(offset, axis=1, keepdims=True) / np.linalg.norm(fresh, axis=1, keepdims=True)
+        base = m + keep * offset + np.sqrt(1.0 - keep**2) * fresh
     noisy = base + rng.normal(scale=0.05 / np.sqrt(base.shape[1]), size=base.shape)
     return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
@@ -228,17 +247,21 @@ def gaming_report(needs: list[MatchItem], offers: list[MatchItem], gamers: list[
 
 
 def skew_report(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[str, str], int], vectors: dict[str, np.ndarray],
-                skew: dict[str, np.ndarray], rules: Rules) -> dict[str, tuple[float, float]]:
+                skew: dict[str, np.ndarray], rules: Rules, keep: float = 1.0) -> dict[str, tuple[float, float]]:
     """precision@1 of each language's needs before and after 1,000 same-topic items in that language
-    join the corpus the centroids come from (they are not ranked: this isolates centring)."""
+    (coded with the topic's sector) join the corpus the centroids come from (they are not ranked:
+    this isolates centring). `keep`: see skew_items."""
     before = evaluate(needs, offers, grades, system_scores(needs, offers, vectors, rules, baselines=False))["ssmatch"]
+    sectors = [_read(EVAL_DATA / "skew_topic.json")["topic"]]
     out = {}
     for i, lang in enumerate(sorted(skew)):
         mine = [n for n in needs if n.text_language == lang]
         if not judged_needs(mine, grades):
             continue
-        extra = skew_items(skew[lang], SKEW_ITEMS, seed=i)
-        cents = centroids_for(needs + offers, vectors, rules, extra=(extra, [lang] * len(extra)))
+        # the language's own direction: its shipped prior (the demo catalogue's mean), else the corpus's
+        language_mean = default_priors().get(lang, np.mean([vectors[x.id] for x in needs + offers if x.text_language == lang], axis=0))
+        extra = skew_items(skew[lang], SKEW_ITEMS, seed=i, keep=keep, language_mean=language_mean)
+        cents = centroids_for(needs + offers, vectors, rules, extra=(extra, [lang] * len(extra), [sectors] * len(extra)))
         after = evaluate(mine, offers, grades, system_scores(mine, offers, vectors, rules, centroids=cents, baselines=False))["ssmatch"]
         out[lang] = (before[lang]["precision@1"], after["all"]["precision@1"])
     return out
@@ -295,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, variant in ablations(rules):
             ab = reports(needs, offers, grades, vectors, variant, pool, gamers, psets, skew, baselines=False)
             for key in ("precision@1", "recall@5", "pool.precision@1", "pool.recall@5", "gaming_top5_share",
-                        "gaming.code_credit_without_semantics", "skew_drop_max", "parity_spread_max", "parity_spread_mean"):
+                        "gaming.code_credit_without_semantics", "skew_drop_max", "skew.distinct_drop_max", "parity_spread_max",
+                        "parity_spread_mean"):
                 print(f"ablation.{name}.{key}={ab.values[key]:.4f}")
     if args.ablation:
         for component in rules.weights.model_dump():
@@ -335,12 +359,15 @@ def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[
     everything = offers + pool
     scores = system_scores(needs, everything, vectors, rules, centroids=centroids_for(needs + everything, vectors, rules), baselines=baselines)
     pooled = evaluate(needs, everything, grades, scores)
-    unjudged = sum(1 for n in judged_needs(needs, grades) if (n.id, rank(scores["ssmatch"][n.id], everything)[0]) not in grades)
+    tops = [(n.id, rank(scores["ssmatch"][n.id], everything)[0]) for n in judged_needs(needs, grades)]
+    unjudged = sum(1 for pair in tops if pair not in grades)
+    wrong = sum(1 for pair in tops if grades.get(pair, 2) < 2)  # judged, and judged less than good
     for system in pooled:
         for metric in METRICS:
             lines.append(f"pool.{system}.{metric}={pooled[system]['all'][metric]:.4f}")
     values.update({f"pool.{m}": pooled["ssmatch"]["all"][m] for m in METRICS})
     lines.append(f"pool.unjudged_top1={unjudged}")
+    lines.append(f"pool.wrong_top1={wrong}")
     lines.append(f"pool.offers={len(everything)}")
     gaming = gaming_report(needs, offers, gamers, vectors, rules)
     values["gaming_top5_share"] = gaming["top5_share"]
@@ -353,6 +380,11 @@ def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[
         lines += [f"skew.{lang}.precision@1_before={b:.4f}", f"skew.{lang}.precision@1_after={a:.4f}"]
     values["skew_drop_max"] = max((b - a for b, a in sk.values()), default=0.0)
     lines.append(f"skew_drop_max={values['skew_drop_max']:.4f}")
+    distinct = skew_report(needs, offers, grades, vectors, skew, rules, keep=SKEW_DISTINCT_KEEP)
+    for lang, (_, a) in sorted(distinct.items()):
+        lines += [f"skew.distinct.{lang}.precision@1_after={a:.4f}"]
+    values["skew.distinct_drop_max"] = max((b - a for b, a in distinct.values()), default=0.0)
+    lines.append(f"skew.distinct_drop_max={values['skew.distinct_drop_max']:.4f}")
     spreads, per_lang = parity_report(psets, needs + offers, vectors, rules)
     for lang in PARITY_LANGUAGES:
         lines.append(f"parity.{lang}.mean_score={per_lang.get(lang, 0.0):.4f}")
@@ -377,6 +409,8 @@ def ablations(rules: Rules) -> list[tuple[str, Rules]]:
             out.append(("breadth_discounts_codes_only", with_("codes", breadth_discounts_texts=False)))
     if rules.semantic.centring != "mean":
         out.append(("without_density_centring", with_("semantic", centring="mean")))
+    if rules.semantic.sector_cap > 0:
+        out.append(("without_sector_cap", with_("semantic", sector_cap=0.0)))
     if rules.modalities.mismatch_factor < 1:
         out.append(("without_modality_mismatch_discount", with_("modalities", mismatch_factor=1.0)))
     if rules.text_follows_semantic:

@@ -198,9 +198,10 @@ class MatcherRuntime:
         assert self.store is not None
         async with service.lock:
             parts = [(k, *service.index.vectors(k)) for k in ("need", "offer")]  # open items with a vector
-            languages = [service.index.docs[k][i].get("text_language") for k, ids, _ in parts for i in ids]
-            vectors = np.concatenate([m for _, _, m in parts]).astype(np.float32) if languages else np.zeros((0, 384), dtype=np.float32)
-            snap = await asyncio.to_thread(centring.build, vectors, languages, self.rules.semantic.language_prior_weight)
+            held = [service.index.docs[k][i] for k, ids, _ in parts for i in ids]
+            vectors = np.concatenate([m for _, _, m in parts]).astype(np.float32) if held else np.zeros((0, 384), dtype=np.float32)
+            snap = await asyncio.to_thread(centring.build, vectors, [d.get("text_language") for d in held], self.rules.semantic.language_prior_weight,
+                                           [d.get("sectors") or [] for d in held], self.rules.semantic.sector_cap)
         await centring.save(self.store.meta, snap)
         if self.centring is None or snap.version != self.centring.version:
             await self.use_centring(snap)

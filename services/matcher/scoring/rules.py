@@ -48,16 +48,20 @@ class SemanticRules(_Strict):
     centring: Literal["mean", "density"] = "mean"
     similar_from: float = Field(default=0.25, ge=-1, le=1)
     similar_full: float = Field(default=0.5, ge=-1, le=1)
+    sector_cap: float = Field(default=0.0, ge=0, le=100_000)
 
     def centring_options(self) -> dict[str, Any]:
-        """Keyword arguments of LanguageCentroids.from_vectors for these rules."""
+        """Keyword arguments of LanguageCentroids.from_vectors for these rules (pass the items'
+        sectors as `topics` too: `sector_cap` needs them)."""
         return {"prior_weight": self.language_prior_weight, "method": self.centring,
-                "similar_from": self.similar_from, "similar_full": self.similar_full}
+                "similar_from": self.similar_from, "similar_full": self.similar_full, "topic_cap": self.sector_cap}
 
     @model_validator(mode="after")
     def _ordered(self) -> SemanticRules:
         if self.ceiling <= self.floor:
             raise ValueError(f"semantic.ceiling ({self.ceiling}) must be above semantic.floor ({self.floor})")
+        if 0 < self.sector_cap < 1:
+            raise ValueError(f"semantic.sector_cap ({self.sector_cap}) must be 0 (off) or at least 1 item")
         return self
 
 

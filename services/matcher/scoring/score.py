@@ -16,7 +16,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from services.matcher.scoring.centering import LanguageCentroids
-from services.matcher.scoring.model import MatchItem, Score
+from services.matcher.scoring.model import MatchItem, Score, language_tag
 from services.matcher.scoring.reasons import Reason
 from services.matcher.scoring.rules import Rules
 from services.matcher.scoring.text import normalize
@@ -86,6 +86,7 @@ def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = Non
     """Features of one item, computed once per revision. The vector stays raw: it is language-
     centred in the batch, against the corpus centroids of that moment."""
     lookup = countries or reference.country
+    item = _normalised_tags(item)
     return Prepared(
         item=item,
         text=normalize(item_text(item)),
@@ -99,6 +100,18 @@ def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = Non
         vector=np.asarray(item.embedding, dtype=np.float32) if item.embedding is not None else None,
         delivery=_delivery_area(item),
     )
+
+
+def _normalised_tags(item: MatchItem) -> MatchItem:
+    """The item with its language tags reduced to primary subtags (`zh-CN`, `ZH_Hans` -> `zh`).
+    MatchItem's validators do this on parsing, but `model_copy(update=...)` and `model_construct`
+    skip validation; everything the scorer reads a language from (centroids, the common-language
+    filter, the cross-language reason) goes through here."""
+    text = language_tag(item.text_language) if item.text_language else None
+    langs = list(dict.fromkeys(t for t in (language_tag(v) for v in item.languages) if t))
+    if text == item.text_language and langs == item.languages:
+        return item
+    return item.model_copy(update={"text_language": text, "languages": langs})
 
 
 def _delivery_area(item: MatchItem) -> frozenset[str]:

@@ -113,6 +113,39 @@ def test_density_weight_of_a_cluster_does_not_depend_on_repeats() -> None:
     assert abs(weights[0] - weights[1]) < 0.25 * weights[0]
 
 
+def test_sector_cap_stops_distinct_same_sector_items_dragging_a_centroid() -> None:
+    """1,000 distinct texts on one topic (pairwise centred cosine ~0.1: density weights see no
+    cluster) drag the density centroid; capping each sector's weight at 8 items stops it, and on the
+    varied corpus alone (no sector near the cap) the cap changes nothing."""
+    rng = np.random.default_rng(6)
+    vecs, langs, dominant, priors = _topic_corpus(rng)
+    sectors = [[f"s{k % 10}"] for k in range(30)] * 2
+    bulk = dominant + 3 * rng.normal(size=(1000, 384))
+    unit = (bulk - priors["xx"]) / np.linalg.norm(bulk - priors["xx"], axis=1, keepdims=True)
+    assert (unit[:200] @ unit[:200].T).mean() < 0.2
+    everything, all_langs, all_sectors = np.vstack([vecs, bulk]), langs + ["xx"] * 1000, sectors + [["health"]] * 1000
+    drifts = {}
+    for cap in (0.0, 8.0):
+        before = LanguageCentroids.from_vectors(vecs, langs, priors=priors, topics=sectors, topic_cap=cap).centroid("xx")
+        after = LanguageCentroids.from_vectors(everything, all_langs, priors=priors, topics=all_sectors, topic_cap=cap).centroid("xx")
+        drifts[cap] = np.linalg.norm(after - before) / np.linalg.norm(dominant - before)
+    # capped, the import pulls as 8 of the language's 38 items would (~0.2 of the way), uncapped nearly all the way
+    assert drifts[0.0] > 0.9 and drifts[8.0] < 0.3
+    plain = LanguageCentroids.from_vectors(vecs, langs, priors=priors).centroid("xx")
+    assert np.allclose(LanguageCentroids.from_vectors(vecs, langs, priors=priors, topics=sectors, topic_cap=8.0).centroid("xx"), plain)
+
+
+def test_a_capped_item_with_several_sectors_shares_its_weight_and_removal_keeps_topics_aligned() -> None:
+    c = LanguageCentroids(dimensions=3, prior_weight=0.0, priors={}, topic_cap=2.0)
+    factors = c._topic_factors(np.ones(5), [("a",), ("a",), ("a",), ("a", "b"), ()])
+    # load a = 3.5 (cap 2: x 4/7), b = 0.5 (no cap); the two-sector item averages its sectors' factors
+    assert np.allclose(factors, [4 / 7, 4 / 7, 4 / 7, (4 / 7 + 1) / 2, 1.0])
+    for k, tops in enumerate((["a"], ["b"], ["a"])):
+        c.add("xx", np.eye(3)[k], tops)
+    c.remove("xx", np.eye(3)[1])
+    assert c._topics["xx"] == [("a",), ("a",)]
+
+
 def test_centroids_follow_changes_to_the_corpus() -> None:
     rng = np.random.default_rng(5)
     vecs, langs, _, priors = _topic_corpus(rng)
@@ -122,3 +155,19 @@ def test_centroids_follow_changes_to_the_corpus() -> None:
     assert not np.allclose(c.centroid("xx"), before)
     c.remove("xx", vecs[0] + 5)
     assert np.allclose(c.centroid("xx"), before)
+
+
+def test_a_centring_snapshot_computes_the_capped_estimate() -> None:
+    """What workers share (services.matcher.centring.build) is the sector-capped estimate when given
+    the items' sectors and the cap, and the plain density estimate without them."""
+    from services.matcher.centring import build
+
+    rng = np.random.default_rng(7)
+    vecs, langs, dominant, _ = _topic_corpus(rng)
+    bulk = dominant + 3 * rng.normal(size=(300, 384))
+    everything, all_langs = np.vstack([vecs, bulk]), langs + ["xx"] * 300
+    sectors = [[f"s{k % 10}"] for k in range(30)] * 2 + [["health"]] * 300
+    capped = LanguageCentroids.from_vectors(everything, all_langs, prior_weight=2.0, topics=sectors, topic_cap=4.0).centroid("xx")
+    snap = build(everything, all_langs, 2.0, topics=sectors, topic_cap=4.0)
+    assert np.allclose(snap.centroids.centroid("xx"), capped)
+    assert not np.allclose(build(everything, all_langs, 2.0).centroids.centroid("xx"), capped)

@@ -57,6 +57,8 @@ def test_the_shipped_rules_load_and_carry_a_version() -> None:
         (lambda t: t.replace("ceiling = 0.45", "ceiling = 0.01"), "must be above semantic.floor"),
         (lambda t: t.replace("semantic = 0.50", "semantic = -1"), "weights.semantic"),
         (lambda t: t.replace("top_k = 5", "top_k = 0"), "proposals.top_k"),
+        (lambda t: t.replace("sector_cap = 4", "sector_cap = 0.5"), "or at least 1 item"),
+        (lambda t: t.replace("sector_cap = 4", "sector_cap = -1"), "semantic.sector_cap"),
         (lambda t: t + "\n[surprise]\nx = 1\n", "surprise"),
         (lambda t: re.sub(r'^version = "[^"]*"', "", t, flags=re.MULTILINE), "version"),
         (lambda t: t + "\nthis is = = not toml\n", "not valid TOML"),
@@ -79,3 +81,29 @@ def test_language_tags_are_normalised_to_their_primary_subtag() -> None:
     assert it.text_language == "zh" and it.languages == ["zh", "en"]
     cents = LanguageCentroids(priors={"zh": __import__("numpy").ones(384)})
     assert (cents.centroid("zh-CN") == cents.centroid("zh")).all()
+
+
+def test_tags_that_skipped_validation_are_normalised_wherever_the_scorer_reads_a_language() -> None:
+    """`model_copy(update=...)` skips MatchItem's validators: the scorer normalises again (centroid,
+    common-language filter, cross-language reason), and so does a frozen centring snapshot."""
+    import numpy as np
+
+    from services.matcher.centring import build
+    from services.matcher.scoring import LanguageCentroids, MatchItem, score_pair
+
+    rng = np.random.default_rng(3)
+    v = [(x / np.linalg.norm(x)).tolist() for x in rng.normal(size=(2, 384))]
+    need = MatchItem(id="n", kind="need", organization_id="a", title="Solar pumps", country="UGA", text_language="zh",
+                     languages=["zh"], sectors=["energy"], embedding=v[0])
+    offer = MatchItem(id="o", kind="offer", organization_id="b", title="Solar pumps", country="BRA", text_language="pt",
+                      languages=["pt", "zh"], sectors=["energy"], embedding=v[1])
+    cents = LanguageCentroids(priors={"zh": np.full(384, 0.05), "pt": np.full(384, -0.05)})
+    rules = load_rules()
+    plain = score_pair(need, offer, rules, centroids=cents)
+    raw_need = need.model_copy(update={"text_language": "zh-CN", "languages": ["ZH_Hans"]})
+    raw_offer = offer.model_copy(update={"text_language": "PT-br", "languages": ["pt-BR", "zh-TW"]})
+    raw = score_pair(raw_need, raw_offer, rules, centroids=cents)
+    assert not raw.excluded and raw.total == plain.total and raw.reason_codes == plain.reason_codes
+    snapshot = build(np.asarray(v), ["zh-CN", "pt-BR"], prior_weight=2.0)
+    assert set(snapshot.centroids.table) >= {"zh", "pt"} and not {"zh-CN", "pt-BR"} & set(snapshot.centroids.table)
+    assert (snapshot.centroids.centroid("zh-CN") == snapshot.centroids.centroid("zh")).all()
