@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +367,14 @@ def _retry_after_s(response: httpx.Response) -> float | None:
     return value if value >= 0 else None
 
 
+class _Retryable(Exception):
+    """A failed try worth another: the status (None: no response), why, and the receiver's Retry-After."""
+
+    def __init__(self, status: int | None, error: str, retry_after: float | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.retry_after = status, error, retry_after
+
+
 class WebhookSender:
     """Delivers signed JSON POSTs with per-attempt deadlines and retries.
 
@@ -454,38 +463,44 @@ class WebhookSender:
         it cannot know who owns a URL.
         """
         body = encode_body(payload)
-        status: int | None = None
-        error: str | None = None
-        for attempt in range(1, self.max_attempts + 1):
-            retry_after: float | None = None
+
+        async def attempt_once(attempt: int) -> DeliveryResult:
+            """One try: a result when it succeeded or can never succeed; _Retryable otherwise."""
             try:
                 parsed, addresses = await resolve_webhook_url(url, self.allow_private, self._resolver)
             except WebhookURLUnresolvable as exc:
-                error, status = f"dns: {exc.reason}", None
+                raise _Retryable(None, f"dns: {exc.reason}") from None
             except WebhookURLRejected as exc:
                 log.warning("webhook %s refused: %s", delivery_id, exc.reason)
                 return DeliveryResult(False, attempt - 1, None, f"url rejected: {exc.reason}", permanent=True)
-            else:
-                # Rotate through the vetted addresses so one dead address does not fail every try.
-                address = addresses[(attempt - 1) % len(addresses)]
-                outcome = await self._attempt(parsed, address, body, secret, delivery_id, earlier_attempts + attempt)
-                if isinstance(outcome, httpx.Response):
-                    status, error = outcome.status_code, None
-                    if 200 <= status < 300:
-                        return DeliveryResult(True, attempt, status)
-                    if 300 <= status < 400:
-                        location = outcome.headers.get("location", "")
-                        error = f"redirect {status} to {location!r} not followed"
-                        return self._failed(delivery_id, attempt, status, error, permanent=True)
-                    if 400 <= status < 500 and status not in RETRYABLE_4XX:
-                        return self._failed(delivery_id, attempt, status, f"HTTP {status}", permanent=True)
-                    error = f"HTTP {status}"
-                    retry_after = _retry_after_s(outcome)
-                else:
-                    status, error = None, outcome
-            if attempt < self.max_attempts:
-                await self._sleep(self.backoff_delay(attempt, retry_after))
-        return self._failed(delivery_id, self.max_attempts, status, error or "failed", permanent=False, retry_after=retry_after)
+            # Rotate through the vetted addresses so one dead address does not fail every try.
+            address = addresses[(attempt - 1) % len(addresses)]
+            outcome = await self._attempt(parsed, address, body, secret, delivery_id, earlier_attempts + attempt)
+            if not isinstance(outcome, httpx.Response):
+                raise _Retryable(None, outcome)
+            status = outcome.status_code
+            if 200 <= status < 300:
+                return DeliveryResult(True, attempt, status)
+            if 300 <= status < 400:
+                location = outcome.headers.get("location", "")
+                return self._failed(delivery_id, attempt, status, f"redirect {status} to {location!r} not followed", permanent=True)
+            if 400 <= status < 500 and status not in RETRYABLE_4XX:
+                return self._failed(delivery_id, attempt, status, f"HTTP {status}", permanent=True)
+            raise _Retryable(status, f"HTTP {status}", _retry_after_s(outcome))
+
+        def wait(state: RetryCallState) -> float:
+            failed = state.outcome.exception() if state.outcome else None
+            return self.backoff_delay(state.attempt_number, failed.retry_after if isinstance(failed, _Retryable) else None)
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=wait, sleep=self._sleep,
+                                 retry=retry_if_exception_type(_Retryable), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await attempt_once(attempt.retry_state.attempt_number)
+        except _Retryable as last:
+            return self._failed(delivery_id, self.max_attempts, last.status, last.error, permanent=False, retry_after=last.retry_after)
+        raise AssertionError("unreachable: tenacity either returned or re-raised")
 
     def _failed(
         self, delivery_id: str, attempts: int, status: int | None, error: str, *, permanent: bool, retry_after: float | None = None
