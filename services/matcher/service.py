@@ -221,6 +221,7 @@ class MatcherService:
         scored under the rules and centring in force is derived from what it was (`ListBook.updated`);
         without, every list is recomputed."""
         missing = [k for k in keys if k not in self.book.lists]
+        taken_over = set(missing)
         if missing:
             await self._take_over(missing)
 
@@ -228,7 +229,9 @@ class MatcherService:
             out = []
             for key in keys:
                 state = self.book.lists[key]
-                derive = changed is not None and state.stamp == self.stamp
+                # derive only from a list this worker computed: one just taken over from the store may
+                # predate changes nobody settled while it had no owner
+                derive = changed is not None and state.stamp == self.stamp and key not in taken_over
                 new = self.book.updated(key, changed, now) if derive else self.book.top_k(key, now)  # type: ignore[arg-type]
                 if new == state.entries and state.stamp == self.stamp:
                     continue
