@@ -105,8 +105,7 @@ class MatcherService:
         t1 = time.perf_counter()
         self._on_stage("embed", t1 - t0)
         keys: list[Key] = []
-        for doc in docs:
-            stored = await self.store.put_item(doc)
+        for doc, stored in zip(docs, await self.store.put_items(docs), strict=True):
             await self._index(doc if stored else None, doc["kind"], doc["_id"], doc["revision"])
             keys.append((doc["kind"], doc["_id"]))
         for p in payloads:

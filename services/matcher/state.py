@@ -8,13 +8,12 @@ worker that dies between storing and sending is completed by the next owner (sam
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
-from pymongo import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.matcher.lists import Entry, Key, ListState
 
@@ -61,6 +60,33 @@ class MatcherStore:
             return False
         return res.upserted_id is not None or res.modified_count > 0
 
+    async def put_items(self, docs: list[dict[str, Any]]) -> list[bool]:
+        """`put_item` for a batch in one round trip: which docs were stored (False: the store already
+        held that revision or a newer one). Unordered: one refusal does not stop the others."""
+        if not docs:
+            return []
+        ops = []
+        for doc in docs:
+            body = {k: v for k, v in doc.items() if k != "embedding"}
+            if doc.get("embedding") is not None:
+                body["vector"] = pack(doc["embedding"])
+            ops.append(UpdateOne({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": body}, upsert=True))
+        return await self._bulk_refusals(self.items, ops)
+
+    @staticmethod
+    async def _bulk_refusals(collection: Any, ops: list[Any]) -> list[bool]:
+        """Run `ops` unordered; False for each op refused as a duplicate key (a guarded upsert whose
+        guard failed), True for the others. Any other write error is raised."""
+        try:
+            await collection.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            refused = {int(e["index"]) for e in errors}
+            return [i not in refused for i in range(len(ops))]
+        return [True] * len(ops)
+
     async def withdraw_item(self, kind: str, item_id: str, organization_id: str, revision: int) -> bool:
         try:
             res = await self.items.update_one(
@@ -92,9 +118,9 @@ class MatcherStore:
         return out
 
     async def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
-        for h, v in vectors.items():
-            with contextlib.suppress(DuplicateKeyError):
-                await self.vectors.update_one({"_id": h}, {"$setOnInsert": {"v": pack(v)}}, upsert=True)
+        if vectors:  # first writer wins; a concurrent insert of the same text is a harmless refusal
+            await self._bulk_refusals(self.vectors, [UpdateOne({"_id": h}, {"$setOnInsert": {"v": pack(v)}}, upsert=True)
+                                                     for h, v in vectors.items()])
 
     # ---- lists -------------------------------------------------------------------------------------
     async def load_lists(self, keys: list[Key]) -> dict[Key, tuple[ListState, list[str]]]:

@@ -48,6 +48,21 @@ async def test_items_keep_the_newest_revision_and_their_vector(store: MatcherSto
     assert held is not None and held["status"] == "withdrawn" and held["title"] == "two"
 
 
+async def test_a_batch_of_items_is_stored_in_one_bulk_and_says_which_were_new(store: MatcherStore) -> None:
+    await store.put_item(doc(3, title="three"))
+    other = {**doc(1, title="other"), "_id": "n2"}
+    assert await store.put_items([doc(2, title="stale"), other, doc(4, title="four")]) == [False, True, True]
+    held = await store.get_item("n1")
+    assert held is not None and held["title"] == "four" and held["embedding"].tolist() == [0, 4, 8, 12]
+    assert (await store.get_item("n2"))["title"] == "other"  # type: ignore[index]
+    assert await store.put_items([doc(4, title="four again"), doc(1)]) == [False, False]
+    assert await store.put_items([]) == []
+    await store.cache_vectors({"h1": np.ones(4, dtype=np.float32)})
+    await store.cache_vectors({"h1": np.zeros(4, dtype=np.float32), "h2": np.zeros(4, dtype=np.float32)})  # first writer wins
+    cached = await store.cached_vectors(["h1", "h2"])
+    assert cached["h1"].tolist() == [1, 1, 1, 1] and cached["h2"].tolist() == [0, 0, 0, 0]
+
+
 async def test_a_list_step_is_a_compare_and_set_on_its_version(store: MatcherStore) -> None:
     key = ("need", "n1")
     one = ListState(1, {"o1": Entry(0.5, 1, 1)}, "r|c")

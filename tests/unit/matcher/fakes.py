@@ -25,6 +25,9 @@ class MemoryStore:
         self.items[doc["_id"]] = dict(doc)
         return True
 
+    async def put_items(self, docs: list[dict[str, Any]]) -> list[bool]:
+        return [await self.put_item(doc) for doc in docs]
+
     async def withdraw_item(self, kind: str, item_id: str, organization_id: str, revision: int) -> bool:
         held = self.items.get(item_id)
         if held is not None and held["revision"] >= revision:
