@@ -27,6 +27,7 @@ from services.matcher.scoring import CandidateSet, LanguageCentroids, Prepared, 
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 MIN_EXPANSION_SEARCH = 64
+ANN_BUILD_CHUNK = 8192  # rows centred and added at a time when an index is built in one batch
 
 
 ALL = "*all"  # every item: searched by an item that accepts interpretation (it may meet anyone)
@@ -239,15 +240,18 @@ class KindTable:
             return self._ann
         rows = self.rows()
         rows = rows[self.has_vector[rows]]
-        unit = self._centred(self.vectors[rows], self.lang_index[rows], centroids) if len(rows) else np.zeros((0, self.dims), dtype=np.float32)
-        members: dict[str, list[int]] = {}
-        for pos, slot in enumerate(rows):
-            for block in self.blocks[slot]:
-                members.setdefault(block, []).append(pos)
         indexes: dict[str, Index] = {}
-        for block, positions in members.items():
-            index = indexes[block] = self._new_index()
-            index.add(rows[positions].astype(np.uint64), unit[positions], threads=0)
+        for start in range(0, len(rows), ANN_BUILD_CHUNK):  # chunks: no second full copy of the vectors
+            chunk = rows[start:start + ANN_BUILD_CHUNK]
+            unit = self._centred(self.vectors[chunk], self.lang_index[chunk], centroids)
+            members: dict[str, list[int]] = {}
+            for pos, slot in enumerate(chunk):
+                for block in self.blocks[slot]:
+                    members.setdefault(block, []).append(pos)
+            for block, positions in members.items():
+                if block not in indexes:
+                    indexes[block] = self._new_index()
+                indexes[block].add(chunk[positions].astype(np.uint64), unit[positions], threads=0)
         self._ann, self._ann_centroids = indexes, centroids
         return indexes
 

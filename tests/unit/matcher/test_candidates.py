@@ -7,7 +7,9 @@ import random
 from typing import Any
 
 import numpy as np
+import pytest
 
+from services.matcher import candidates
 from services.matcher.candidates import CandidateConfig, KindTable
 from services.matcher.lists import EXACT, ItemIndex, ListBook, oracle
 from services.matcher.scoring import CandidateSet, score_against
@@ -79,9 +81,12 @@ def test_the_table_holds_what_it_was_fed_through_growth_updates_and_drops() -> N
     assert np.allclose(got.total, built.total, atol=1e-4) and np.array_equal(got.excluded, built.excluded)
 
 
-def test_ann_neighbours_find_the_exact_nearest_items() -> None:
+@pytest.mark.parametrize("chunk", [candidates.ANN_BUILD_CHUNK, 1000])
+def test_ann_neighbours_find_the_exact_nearest_items(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """4,000 offers: the 10 nearest by centred cosine among those sharing a working language with the
-    need are among its 100 ANN neighbours (recall ≥ 0.99), and no neighbour lacks a common language."""
+    need are among its 100 ANN neighbours (recall ≥ 0.99), and no neighbour lacks a common language;
+    also when the batch build adds the rows in several chunks."""
+    monkeypatch.setattr(candidates, "ANN_BUILD_CHUNK", chunk)
     index = ItemIndex(make_rules())
     docs = catalog(8000, seed=2, topics=200)
     for doc in docs:
