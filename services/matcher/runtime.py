@@ -36,7 +36,11 @@ TOPIC_OF = {"need": "ssmatch.needs", "offer": "ssmatch.offers"}
 KIND_OF = {v: k for k, v in TOPIC_OF.items()}
 MATCHES_TOPIC = "ssmatch.matches"
 EXPIRY_CHECK_S = 5.0
-REFRESH_GROWTH = 2.0  # rebuild the centring snapshot when the open corpus has doubled since it was built
+# Rebuild the centring snapshot when the open corpus has doubled since it was built and holds at least
+# `matcher_centring_min_items` (500): below that the shipped priors dominate the shrunk means anyway, and
+# every refresh rescores (and re-emits) every list; from an empty store, doubling from one item meant
+# eight full rescorings during the first 300 posts.
+REFRESH_GROWTH = 2.0
 
 
 def topic_partitions(name: str) -> int:
@@ -178,7 +182,7 @@ class MatcherRuntime:
         if self.service is None or self.centring is None or 0 not in self.owned["need"]:
             return
         open_n = sum(int(self.service.index.tables[k].has_vector.sum()) for k in ("need", "offer"))  # open items with a vector
-        if open_n > 0 and open_n >= REFRESH_GROWTH * max(self.centring.items, 0.5):
+        if open_n >= self.settings.matcher_centring_min_items and open_n >= REFRESH_GROWTH * self.centring.items:
             snap = await self.refresh_centring()
             log.info("centring snapshot %s built over %d open items", snap.version, snap.items)
 
@@ -199,7 +203,7 @@ class MatcherRuntime:
         async with service.lock:
             parts = [(k, *service.index.vectors(k)) for k in ("need", "offer")]  # open items with a vector
             held = [service.index.docs[k][i] for k, ids, _ in parts for i in ids]
-            vectors = np.concatenate([m for _, _, m in parts]).astype(np.float32) if held else np.zeros((0, 384), dtype=np.float32)
+            vectors = np.concatenate([m for _, ids, m in parts if ids]).astype(np.float32) if held else np.zeros((0, 384), dtype=np.float32)
             snap = await asyncio.to_thread(centring.build, vectors, [d.get("text_language") for d in held], self.rules.semantic.language_prior_weight,
                                            [d.get("sectors") or [] for d in held], self.rules.semantic.sector_cap)
         await centring.save(self.store.meta, snap)

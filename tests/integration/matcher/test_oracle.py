@@ -176,7 +176,8 @@ def worker_env(broker: Broker, settings: Settings, rules_path: Path, **extra: st
         "SSMATCH_MATCHER_DB": settings.matcher_db, "SSMATCH_CATALOG_DB": settings.catalog_db,
         "SSMATCH_GROUP_PREFIX": settings.group_prefix, "SSMATCH_RULES_FILE": str(rules_path),
         "SSMATCH_KAFKA_SESSION_TIMEOUT_S": "6", "SSMATCH_LOG_FORMAT": "text", "SSMATCH_LOG_LEVEL": os.environ.get("SSMATCH_TEST_MATCHER_LOG_LEVEL", "WARNING"),
-        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin", **extra,
+        "SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES": "1", "SSMATCH_ADMIN_TOKEN": "oracle-admin",
+        "SSMATCH_MATCHER_CENTRING_MIN_ITEMS": "8", **extra,  # snapshots rebuilt (and lists rescored) mid-stream
     }
 
 
