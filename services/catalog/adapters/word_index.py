@@ -8,6 +8,12 @@ reads only its postings. The index lives on disk beside a small meta file (forma
 watermark: the latest `updated_at` it holds); `IndexSync` keeps it fresh and rebuilds it when it is
 missing, of another format, or disagrees with the store.
 
+Each entry also stores the item's public JSON and its analysed words, so a page (and why each item
+was found) is answered from the index alone: reading a page's 20 documents back from SecantusDB cost
+more than the whole search. Writes known to this process but not yet committed here are *staged*
+(`stage`): this process's own writes at once (read-your-writes), and the change stream's deliveries
+until their commit; lists read staged copies before the index's.
+
 Filters arrive as the store's own list query (`CatalogStore.list_query`) and are translated here, so
 the index and the store can never disagree on what a filter means; an operator this translation does
 not know raises `UnsupportedFilter` and the caller falls back to the store.
@@ -32,16 +38,22 @@ from typing import Any, Literal
 
 import tantivy
 
-from services.catalog.domain.search import QueryTerms, item_text
+from services.catalog.domain.search import ItemWords, QueryTerms, item_text
+from services.catalog.store import as_stored, public_json
 from ssmatch.analysis import han_chars, index_tokens
 
 log = logging.getLogger(__name__)
 
 #: bump when the schema or the analysis changes: an index of another format is rebuilt
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "ssmatch-word-index.json"
 FILTER_FIELDS = ("kind", "status", "sectors", "sdgs", "modalities", "country", "languages", "organization_id")
 TITLE_BOOST = 2.0
+#: a staged write the index has not committed within this long is dropped (the sync is failing, and
+#: catches up from the store when it recovers)
+STAGE_TTL_S = 60.0
+#: the status of a change-stream deletion (the API never deletes items; an operator might)
+DELETED = "deleted"
 _OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 
 
@@ -95,8 +107,9 @@ def _schema() -> tantivy.Schema:
     sb.add_unsigned_field("hi", indexed=True, fast=True)
     sb.add_unsigned_field("lo", indexed=True, fast=True)
     sb.add_text_field("title", tokenizer_name="whitespace", index_option="freq")
-    sb.add_text_field("body", tokenizer_name="whitespace", index_option="freq")
-    sb.add_text_field("han", tokenizer_name="whitespace", index_option="position")
+    sb.add_text_field("body", stored=True, tokenizer_name="whitespace", index_option="freq")
+    sb.add_text_field("han", stored=True, tokenizer_name="whitespace", index_option="position")
+    sb.add_bytes_field("view", stored=True, indexed=False)  # the item's public JSON
     for name in FILTER_FIELDS:
         sb.add_text_field(name, tokenizer_name="raw", index_option="basic")
     return sb.build()
@@ -125,11 +138,27 @@ def to_document(doc: Mapping[str, Any]) -> tantivy.Document:
         value = doc.get(name)
         for v in value if isinstance(value, list) else ([] if value is None else [value]):
             out.add_text(name, str(v))
+    out.add_bytes("view", public_json(doc))
     return out
 
 
-def _desc(item_id: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in item_id)
+@dataclass(frozen=True)
+class Entry:
+    """An item as the index holds it: its public JSON and its analysed words."""
+
+    id: str
+    view: dict[str, Any]
+    words: ItemWords
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> Entry:
+        """The entry of a stored document (a staged write): what the index would hold for it."""
+        return cls(doc["_id"], json.loads(public_json(dict(doc))), ItemWords.of(doc))
+
+    @classmethod
+    def stored(cls, fields: Mapping[str, list[Any]]) -> Entry:
+        body, han = fields.get("body") or [""], fields.get("han") or [""]
+        return cls(fields["id"][0], json.loads(fields["view"][0]), ItemWords(frozenset(body[0].split()), han[0].replace(" ", "")))
 
 
 @dataclass(frozen=True)
@@ -151,17 +180,34 @@ class WordIndex:
         self.index, self.meta = self._open()
         self.writer = self._writer()
         self.ready = False  # set by IndexSync once the index agrees with the store
-        self.pending = 0  # changes read from the stream, not yet committed (kept by IndexSync)
-        self._written_at = float("-inf")
+        self._staged: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._stage_lock = threading.Lock()
 
-    def touch(self) -> None:
-        """This process just wrote an item: for a moment, lists also read the latest writes from the store."""
-        self._written_at = time.monotonic()
+    # ---- staged writes: known here, not yet committed to the index --------------------------------
+    def stage(self, doc: Mapping[str, Any]) -> None:
+        """A write this process made (or the stream delivered) that lists must show before the index
+        commits it; a later revision wins, and the commit of the same or a later one unstages it."""
+        doc = as_stored(dict(doc))
+        with self._stage_lock:
+            held = self._staged.get(doc["_id"])
+            if held is None or int(held[1].get("revision", 0)) <= int(doc.get("revision", 0)):
+                self._staged[doc["_id"]] = (time.monotonic(), doc)
 
-    def may_lag(self, window_s: float) -> bool:
-        """Whether a write may not be searchable yet: one was made here within `window_s`, or the
-        stream has delivered changes still being applied. Otherwise lists skip the store round trip."""
-        return self.pending > 0 or time.monotonic() - self._written_at < window_s
+    def staged(self, kind: str) -> dict[str, dict[str, Any]]:
+        """The staged documents of `kind` (by id); stale ones are dropped (the sync catches up). Take
+        them *before* searching: a commit unstages only after the searcher sees it, so every write is
+        in one or the other."""
+        cutoff = time.monotonic() - STAGE_TTL_S
+        with self._stage_lock:
+            for item_id in [i for i, (at, _) in self._staged.items() if at < cutoff]:
+                del self._staged[item_id]
+            return {i: d for i, (_, d) in self._staged.items() if d.get("kind") == kind}
+
+    def _unstage(self, doc: Mapping[str, Any]) -> None:
+        with self._stage_lock:
+            held = self._staged.get(doc["_id"])
+            if held is not None and (doc.get("status") == DELETED or int(held[1].get("revision", 0)) <= int(doc.get("revision", 0))):
+                del self._staged[doc["_id"]]
 
     # ---- opening -------------------------------------------------------------------------------
     def _open(self) -> tuple[tantivy.Index, dict[str, Any]]:
@@ -210,23 +256,25 @@ class WordIndex:
     def apply(self, docs: Iterable[Mapping[str, Any]], watermark: datetime | None) -> int:
         """Replace these items' entries and commit; the meta file is written after the commit, so a
         crash in between only makes the next start re-read a little more."""
-        n = 0
+        docs = list(docs)
         with self._lock:
             try:
                 for doc in docs:
                     self.writer.delete_documents_by_term("id", doc["_id"])
-                    self.writer.add_document(to_document(doc))
-                    n += 1
+                    if doc.get("status") != DELETED:  # removed from the store by an operator
+                        self.writer.add_document(to_document(doc))
                 self.writer.commit()
             except Exception:
                 self.writer.rollback()
                 raise
             self.index.reload()
+            for doc in docs:
+                self._unstage(doc)
             if watermark is not None and (self.watermark is None or watermark > self.watermark):
                 self.meta["watermark"] = watermark.isoformat()
             self.meta["format"] = FORMAT_VERSION
             self._write_meta()
-        return n
+        return len(docs)
 
     def clear(self) -> None:
         with self._lock:
@@ -289,7 +337,23 @@ class WordIndex:
         result = searcher.search(query, limit, count=False)
         hits = [WordHit(searcher.doc(addr)["id"][0], round(float(score), 4)) for score, addr in result.hits]
         # equal scores in a stable order (newest first), whatever the segments' layout: a rebuilt index answers alike
-        return sorted(hits, key=lambda h: (-h.score, _desc(h.id)))
+        return sorted(hits, key=lambda h: (h.score, h.id), reverse=True)
+
+    def entries(self, kind: str, ids: list[str], filters: Mapping[str, Any]) -> dict[str, Entry]:
+        """The entries of those of `ids` that pass `filters` (the same clauses as a search: what the
+        caller may not see is never returned), by id."""
+        if not ids:
+            return {}
+        parts = [(tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "id", list(ids))),
+                 (tantivy.Occur.Must, self._term("kind", kind)), *self.filter_clauses(filters)]
+
+        def run() -> dict[str, Entry]:
+            searcher = self.index.searcher()
+            result = searcher.search(tantivy.Query.boolean_query(parts), len(ids), count=False)
+            found = (Entry.stored(searcher.doc(addr).to_dict()) for _, addr in result.hits)
+            return {e.id: e for e in found}
+
+        return dict(_guarded(run))
 
     def _term(self, field: str, value: str) -> tantivy.Query:
         return tantivy.Query.term_query(self.schema, field, value)
