@@ -308,9 +308,10 @@ async def _newest_first(c: Catalog, kind: Kind, params: ItemListIn, filters: dic
     fetch = params.limit + 1
     staged, hidden = _staged(c, kind, base)
     staged = {i: d for i, d in staged.items() if (before is None or i < before) and (terms is None or search_rules.matches_all(terms, d))}
-    hits = [h.id for h in c.words.search(kind, terms, base, mode="all", limit=fetch + len(hidden), before_id=before)]
-    ids = sorted({i for i in hits if i not in hidden} | set(staged), reverse=True)[:fetch]
-    entries = _entries(c, kind, base, ids[: params.limit], staged)
+    hits = c.words.search(kind, terms, base, mode="all", limit=fetch + len(hidden), before_id=before, with_entries=True)
+    entries = {h.id: h.entry for h in hits if h.entry is not None and h.id not in hidden}
+    ids = sorted(set(entries) | set(staged), reverse=True)[:fetch]
+    entries.update({i: Entry.of(staged[i]) for i in ids[: params.limit] if i in staged})
     items = []
     for item_id in ids[: params.limit]:
         if (entry := entries.get(item_id)) is None:

@@ -95,6 +95,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
     # tokens are the catalog's: asked over HTTP (introspection, cached ≤ 60 s), never read from its database
     authority = TokenAuthority(None, runtime.settings.admin_token, catalog_url=runtime.settings.catalog_base_url,
                                cache_ttl_s=runtime.settings.token_cache_s)
+    query_vector = search.QueryVectors(runtime.embed)  # repeated searches are not embedded again
 
     async def caller(view: View, request: Request) -> Principal | Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -186,7 +187,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                 return asked
             _, body = asked
             service = await runtime.ensure_started()
-            vector = (await asyncio.to_thread(runtime.embed, [body.q]))[0]
+            vector = await asyncio.to_thread(query_vector, body.q)
             ids, matrix = service.index.vectors(body.kind)
             docs = service.index.docs[body.kind]
             allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None

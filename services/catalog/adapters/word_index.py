@@ -165,6 +165,7 @@ class Entry:
 class WordHit:
     id: str
     score: float
+    entry: Entry | None = None
 
 
 class WordIndex:
@@ -311,10 +312,12 @@ class WordIndex:
         mode: Literal["all", "any"],
         limit: int,
         before_id: str | None = None,
+        with_entries: bool = False,
     ) -> list[WordHit]:
         """Items of `kind` passing `filters` that contain every term (`all`, newest first, from
         `before_id` down) or any term (`any`, best BM25 first, title words count double). Without
-        terms (a filter-only list), every item passing the filters, newest first."""
+        terms (a filter-only list), every item passing the filters, newest first. `with_entries`
+        (newest first only): each hit carries its entry, read in the same pass."""
         if terms is not None and terms.empty:
             return []
         clauses = [] if terms is None else [self._term_clause(w) for w in terms.words] + [self._han_clause(r) for r in terms.han_runs]
@@ -327,17 +330,28 @@ class WordIndex:
         parts = [(tantivy.Occur.Must, text), (tantivy.Occur.Must, self._term("kind", kind)), *self.filter_clauses(filters)]
         if before_id is not None:
             parts.append((tantivy.Occur.Must, self._before(before_id)))
-        return list(_guarded(lambda: self._run(tantivy.Query.boolean_query(parts), mode, limit)))
+        return list(_guarded(lambda: self._run(tantivy.Query.boolean_query(parts), mode, limit, with_entries)))
 
-    def _run(self, query: tantivy.Query, mode: str, limit: int) -> list[WordHit]:
+    def _run(self, query: tantivy.Query, mode: str, limit: int, with_entries: bool = False) -> list[WordHit]:
         searcher = self.index.searcher()
         if mode == "all":  # newest first: ObjectIds sort by creation time
             result = searcher.search(query, limit, count=False, order_by_field="id", order=tantivy.Order.Desc)
-            return [WordHit(str(key), 0.0) for key, _ in result.hits]
+            return [WordHit(str(key), 0.0, Entry.stored(searcher.doc(addr).to_dict()) if with_entries else None) for key, addr in result.hits]
         result = searcher.search(query, limit, count=False)
-        hits = [WordHit(searcher.doc(addr)["id"][0], round(float(score), 4)) for score, addr in result.hits]
+        addrs = [addr for _, addr in result.hits]
+        ids = [self._id_of(searcher, addr, hi, lo) for addr, hi, lo in
+               zip(addrs, searcher.fast_field_values("hi", addrs), searcher.fast_field_values("lo", addrs), strict=True)]
+        hits = [WordHit(item_id, round(float(score), 4)) for (score, _), item_id in zip(result.hits, ids, strict=True)]
         # equal scores in a stable order (newest first), whatever the segments' layout: a rebuilt index answers alike
         return sorted(hits, key=lambda h: (h.score, h.id), reverse=True)
+
+    @staticmethod
+    def _id_of(searcher: tantivy.Searcher, addr: tantivy.DocAddress, hi: int | None, lo: int | None) -> str:
+        """An ObjectId from its two fast-field halves (no stored-document read: the entry holds the
+        item's whole JSON); any other id from the stored document."""
+        if hi or lo:
+            return f"{hi:016x}{lo:08x}"
+        return str(searcher.doc(addr)["id"][0])
 
     def entries(self, kind: str, ids: list[str], filters: Mapping[str, Any]) -> dict[str, Entry]:
         """The entries of those of `ids` that pass `filters` (the same clauses as a search: what the

@@ -64,3 +64,34 @@ def test_the_matcher_ranks_by_cosine_within_the_filters_and_reports_the_corpus()
     odd = nearest(ids, matrix, matrix[7], 5, lambda i: meaning_passes(docs[i], {"sectors": ["health"]}))
     assert all(int(i[1:]) % 2 == 0 for i, _ in odd.hits) and len(odd.hits) == 5
     assert nearest([], np.zeros((0, 8), np.float32), matrix[0], 3).hits == []
+
+
+def test_nearest_orders_a_window_as_a_full_stable_sort_would_and_widens_it_for_a_filter() -> None:
+    import services.matcher.search as meaning
+
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(5000, 16)).astype(np.float32)
+    matrix[100:140] = matrix[7]  # ties: broken by row order, as the full sort does
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = [f"i{j:05d}" for j in range(len(matrix))]
+    rare = {ids[j] for j in range(0, 5000, 997)}  # 6 rows: the filter forces the window to widen
+    for query, k, allowed in ((matrix[7], 50, None), (matrix[3], 5, rare.__contains__), (matrix[9], 10, lambda i: i.endswith("3"))):
+        sims = matrix @ query
+        full = [(ids[j], float(sims[j])) for j in np.argsort(-sims, kind="stable") if allowed is None or allowed(ids[j])][:k]
+        assert meaning.nearest(ids, matrix, query, k, allowed).hits == full
+
+
+def test_query_vectors_embed_a_repeated_query_once() -> None:
+    from services.matcher.search import QueryVectors
+
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.ones((len(texts), 4), np.float32)
+
+    vectors = QueryVectors(embed, size=2)
+    for q in ("water", "water", "solar", "water", "seed", "solar"):
+        vectors(q)
+    assert [c[0] for c in calls] == ["water", "solar", "seed", "solar"]  # the oldest is forgotten beyond `size`
+    assert vectors.hits_total == 2
