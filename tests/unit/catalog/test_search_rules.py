@@ -95,3 +95,34 @@ def test_query_vectors_embed_a_repeated_query_once() -> None:
         vectors(q)
     assert [c[0] for c in calls] == ["water", "solar", "seed", "solar"]  # the oldest is forgotten beyond `size`
     assert vectors.hits_total == 2
+
+
+async def test_the_catalog_asks_the_matcher_once_per_question_within_its_cache_time() -> None:
+    import asyncio
+
+    import httpx
+
+    from services.catalog.adapters import meaning as meaning_adapter
+
+    asked: list[dict[str, object]] = []
+
+    async def matcher(request: httpx.Request) -> httpx.Response:
+        asked.append(__import__("json").loads(request.content))
+        await asyncio.sleep(0.01)
+        return httpx.Response(200, json={"items": [{"id": "a", "similarity": 0.9}], "corpus": {"mean": 0.8, "std": 0.01, "size": 100}})
+
+    client = meaning_adapter.MeaningClient("http://matcher")
+    client._client = httpx.AsyncClient(base_url="http://matcher", transport=httpx.MockTransport(matcher))
+    try:
+        same = await asyncio.gather(*(client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t") for _ in range(5)))
+        assert len(asked) == 1 and all(r == same[0] for r in same)  # concurrent askers share one request
+        await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "other caller")
+        assert len(asked) == 1 and client.cache_hits_total == 1  # the answer does not depend on the caller
+        await client.nearest("offer", "eau potable", 10, {"sectors": ["health"]}, "t")
+        assert len(asked) == 2  # other filters: another question
+        for key, (_, held) in list(client._cache.items()):
+            client._cache[key] = (0.0, held)
+        await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t")
+        assert len(asked) == 3  # expired: asked again
+    finally:
+        await client.close()
