@@ -101,7 +101,7 @@ class QueryVectors:
                 self._cache.move_to_end(q)
                 self.hits_total += 1
                 return vector
-        vector = self._embed([q])[0]
+        vector = np.asarray(self._embed([q])[0], dtype=np.float32)
         with self._lock:
             self.misses_total += 1
             self._cache[q] = vector

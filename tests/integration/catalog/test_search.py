@@ -288,3 +288,28 @@ def jsonable(value: Any) -> Any:
     from services.catalog.api.common import jsonable as as_json
 
     return as_json(value)
+
+
+async def test_another_replica_shows_a_write_and_a_withdrawal_within_a_second(search_api: Api, make_settings: Any) -> None:
+    """Two catalog processes on one store (the second keeps its index in memory): what one writes, the
+    other lists within the freshness bound, through its change stream (staged on delivery, before its commit)."""
+    api = search_api
+    org, office = await api.org()
+    settings = api.app.state.store.db.name
+    async with open_api(make_settings(admin_token=ADMIN, catalog_db=settings, matcher_url="http://127.0.0.1:9"), start_search=True, drop=False) as other:
+        await ready(other)
+        posted = await post_need(api, office, title="Rainwater harvesting for schools")
+        t0 = time.monotonic()
+
+        async def listed_there() -> bool:
+            return await ids(other, office, organization_id=org, q="rainwater") == [posted]
+
+        await until(listed_there, FRESH_S, "a write made on one replica listed on the other")
+        seen_after = time.monotonic() - t0
+        assert (await api.client.delete(f"/v1/needs/{posted}", headers=office)).status_code == 200
+
+        async def gone_there() -> bool:
+            return await ids(other, office, organization_id=org) == []
+
+        await until(gone_there, FRESH_S, "a withdrawal made on one replica gone from the other")
+        assert seen_after < FRESH_S
