@@ -349,7 +349,7 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
         info.update(meaning="not used", message="search by meaning covers open items only")
     elif c.meaning is None:
         info.update(meaning="unavailable", message="search by meaning is not configured")
-    else:  # the matcher embeds and ranks while the word index and the store answer here
+    else:  # the matcher embeds and ranks while the word index answers here
         asked = asyncio.create_task(c.meaning.nearest(kind, params.q, MEANING_K, _meaning_filters(filters), credential))
     try:
         staged, hidden = _staged(c, kind, base)  # before the search: see WordIndex.staged
