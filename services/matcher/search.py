@@ -9,6 +9,7 @@ whether a neighbour stands out can only be judged against them, never by a fixed
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -82,6 +83,24 @@ def _best(sims: np.ndarray, window: int) -> np.ndarray:
     return top[np.lexsort((top, -sims[top]))][:window]
 
 
+#: the caller's time budget for a search, in ms (optional): past it, the query is not embedded
+BUDGET_HEADER = "X-Search-Budget-Ms"
+
+
+class Expired(RuntimeError):
+    """The caller's budget ran out while the query waited for the embedder: it no longer waits for the
+    answer, and embedding it anyway would only delay the queries behind it (measured at 100k items
+    under overload: the backlog of abandoned queries kept the CPU busy after their callers left)."""
+
+
+def deadline_of(budget_ms: str | None) -> float | None:
+    """The monotonic deadline of a request that arrives now with this budget header (None: no budget)."""
+    try:
+        return time.monotonic() + max(0.0, float(budget_ms)) / 1000 if budget_ms else None
+    except ValueError:
+        return None
+
+
 class QueryVectors:
     """The vectors of recent queries: embedding a short query costs ~15 ms (more on a busy machine),
     and people search the same words again (paging, refining filters, a shared link)."""
@@ -94,13 +113,16 @@ class QueryVectors:
         self.hits_total = 0
         self.misses_total = 0
 
-    def __call__(self, q: str) -> np.ndarray:
+    def __call__(self, q: str, deadline: float | None = None) -> np.ndarray:
+        """The query's vector; `Expired` instead of embedding it once `deadline` (monotonic) has passed."""
         with self._lock:
             vector = self._cache.get(q)
             if vector is not None:
                 self._cache.move_to_end(q)
                 self.hits_total += 1
                 return vector
+        if deadline is not None and time.monotonic() > deadline:
+            raise Expired(q)
         vector = np.asarray(self._embed([q])[0], dtype=np.float32)
         with self._lock:
             self.misses_total += 1

@@ -186,8 +186,12 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
             if not isinstance(asked, tuple):
                 return asked
             _, body = asked
+            deadline = search.deadline_of(request.headers.get(search.BUDGET_HEADER))
             service = await runtime.ensure_started()
-            vector = await asyncio.to_thread(query_vector, body.q)
+            try:
+                vector = await asyncio.to_thread(query_vector, body.q, deadline)
+            except search.Expired:
+                return _error(self, 503, "unavailable", "the search waited longer than the caller's budget")
             ids, matrix = service.index.vectors(body.kind)
             docs = service.index.docs[body.kind]
             allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None

@@ -126,3 +126,23 @@ async def test_the_catalog_asks_the_matcher_once_per_question_within_its_cache_t
         assert len(asked) == 3  # expired: asked again
     finally:
         await client.close()
+
+
+def test_a_query_past_its_caller_s_budget_is_not_embedded_but_a_known_one_is_still_answered() -> None:
+    import time
+
+    from services.matcher.search import Expired, QueryVectors, deadline_of
+
+    calls: list[str] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.extend(texts)
+        return np.ones((len(texts), 4), np.float32)
+
+    vectors = QueryVectors(embed)
+    vectors("water", deadline_of("1000"))
+    with pytest.raises(Expired):
+        vectors("solar", time.monotonic() - 0.001)  # the caller has given up: nothing embedded
+    assert vectors("water", time.monotonic() - 0.001) is not None  # already known: no cost, answered
+    assert calls == ["water"]
+    assert deadline_of(None) is None and deadline_of("soon") is None
