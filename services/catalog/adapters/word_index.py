@@ -10,9 +10,10 @@ missing, of another format, or disagrees with the store.
 
 Each entry also stores the item's public JSON and its analysed words, so a page (and why each item
 was found) is answered from the index alone: reading a page's 20 documents back from SecantusDB cost
-~7 ms of CPU between the two processes (20k items, measured), the index's search ~1.5 ms. Writes known to this process but not yet committed here are *staged*
-(`stage`): this process's own writes at once (read-your-writes), and the change stream's deliveries
-until their commit; lists read staged copies before the index's.
+~7 ms of CPU between the two processes (20k items, measured), the index's search ~1.5 ms. Writes known
+to this process but not yet committed here are *staged* (`stage`): this process's own writes at once
+(read-your-writes), and the change stream's deliveries until their commit; lists read staged copies
+before the index's.
 
 Filters arrive as the store's own list query (`CatalogStore.list_query`) and are translated here, so
 the index and the store can never disagree on what a filter means; an operator this translation does
