@@ -79,12 +79,16 @@ def meaning_app(items_file: str) -> Any:
     rng = np.random.default_rng(5)
     matrix = rng.normal(size=(len(ids), 384)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    embed = Embedder().embed
+    query_vector = search.QueryVectors(Embedder().embed)  # as the matcher's view
     app = FastAPI()
 
     async def view(request: Request) -> JSONResponse:
+        deadline = search.deadline_of(request.headers.get(search.BUDGET_HEADER))
         body = SearchRequest.model_validate(await request.json())
-        vector = (await asyncio.to_thread(embed, [body.q]))[0]
+        try:
+            vector = await asyncio.to_thread(query_vector, body.q, deadline)
+        except search.Expired:
+            return JSONResponse({"error": {"code": "unavailable", "message": "over budget", "details": None}}, status_code=503)
         allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None
         return JSONResponse(search.nearest(ids, matrix, vector, body.k, allowed).view())
 

@@ -176,12 +176,9 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         client = make_client(settings.mongodb_uri)
         await ping(client)
         relay_holder: dict[str, OutboxRelay] = {}
-        words_holder: dict[str, WordIndex] = {}
 
         def written() -> None:  # an item or organization was written by this process
             relay_holder["relay"].wake()
-            if "words" in words_holder:
-                words_holder["words"].touch()
 
         store = CatalogStore(client, settings.catalog_db, on_outbox_write=written)
         await store.init_indexes()
@@ -190,8 +187,6 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         meaning = MeaningClient(settings.matcher_base_url, settings.search_meaning_timeout_s)
         catalog = Catalog(store, MatchRepository(store), words=words, meaning=meaning)
         index_sync = IndexSync(store, words) if words is not None else None
-        if words is not None:
-            words_holder["words"] = words
         await catalog.matches.init_indexes()
         app.state.ui_sessions = Sessions(store.db)
         await app.state.ui_sessions.init_indexes()  # expired workspace sessions are swept by TTL

@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.catalog.adapters.word_index import WordIndex
+from services.catalog.adapters.word_index import DELETED, WordIndex
 from services.catalog.store import CatalogStore
 from ssmatch.tasks import BackgroundTask
 
@@ -93,10 +93,7 @@ class IndexSync(BackgroundTask):
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._apply(batch)
-            finally:
-                self.index.pending -= len(batch)
+            await self._apply(batch)
 
     async def _read(self, stream: Any) -> None:
         while stream.alive:
@@ -110,8 +107,8 @@ class IndexSync(BackgroundTask):
             if "documentKey" not in change:  # the collection was dropped or renamed: catch up again
                 raise StreamInvalidated(str(change.get("operationType")))
             if doc is None:  # deleted (the API never deletes items; an operator might)
-                doc = {"_id": change["documentKey"]["_id"], "kind": kind, "status": "deleted"}
-            self.index.pending += 1
+                doc = {"_id": change["documentKey"]["_id"], "kind": kind, "status": DELETED}
+            self.index.stage(doc)  # lists show it from now, before its commit
             self._queue.put_nowait(doc)
         raise RuntimeError("the item change stream ended")
 
@@ -125,7 +122,6 @@ class IndexSync(BackgroundTask):
     async def catch_up(self) -> None:
         while not self._queue.empty():  # left by a failed stream: the catch-up reads them again
             self._queue.get_nowait()
-            self.index.pending -= 1
         watermark = self.index.watermark
         if watermark is None:
             await self.rebuild()

@@ -37,13 +37,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from services.catalog import org_events
 from services.catalog.adapters.matches import MatchRepository
 from services.catalog.adapters.meaning import MeaningClient, MeaningUnavailable
-from services.catalog.adapters.word_index import IndexUnavailable, WordIndex, passes
+from services.catalog.adapters.word_index import DELETED, Entry, IndexUnavailable, WordIndex, passes
 from services.catalog.domain import items as item_rules
 from services.catalog.domain import matches as match_rules
 from services.catalog.domain import search as search_rules
@@ -175,7 +175,15 @@ async def post_item(c: Catalog, principal: Principal, kind: Kind, body: NeedCrea
     _require(principal, "seeker" if kind == "need" else "provider")
     org = await _org_of(c, principal)
     status, view, replayed = await c.store.create_item(kind, principal, org, body, idempotency_key, request_hash(body.model_dump(mode="json")))
+    if not replayed:
+        _stage(c, {**view, "_id": view["id"]})
     return PostResult(status, view, replayed)
+
+
+def _stage(c: Catalog, doc: dict[str, Any]) -> None:
+    """Read-your-writes: this process's lists show the write at once, before the index commits it."""
+    if c.words is not None:
+        c.words.stage(doc)
 
 
 async def get_item(c: Catalog, principal: Principal, kind: Kind, item_id: str) -> dict[str, Any]:
@@ -202,6 +210,7 @@ async def edit_item(c: Catalog, principal: Principal, kind: Kind, item_id: str, 
         doc = await c.store.update_item(kind, item_id, principal, patch, expected)
     except ValidationError as exc:
         raise Invalid("the request is not valid", details=validation_details(list(exc.errors()))) from exc
+    _stage(c, doc)
     await c.matches.forget_facets(kind, item_id)
     return item_view(doc)
 
@@ -210,7 +219,9 @@ async def withdraw_item(c: Catalog, principal: Principal, kind: Kind, item_id: s
     _check_id(item_id, kind)
     current = await c.store.get_item(kind, item_id)
     item_rules.check_visible(kind, current, principal, item_id)
-    return item_view(await c.store.withdraw_item(kind, item_id, principal))
+    doc = await c.store.withdraw_item(kind, item_id, principal)
+    _stage(c, doc)
+    return item_view(doc)
 
 
 def _country_filter(country: str | None, region: str | None, group: str | None) -> set[str] | None:
@@ -264,27 +275,27 @@ async def list_items(c: Catalog, principal: Principal, kind: Kind, params: ItemL
     return page
 
 
-#: read-your-writes: items written this recently before the index's watermark are checked in the store
-_OVERLAP = timedelta(seconds=2)
 #: how many items each ranking contributes to a fused list (its pages are cut from these)
 WORD_WINDOW = 300
 MEANING_K = 100
 
 
-async def _recent(c: Catalog, kind: Kind, base: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Items passing the filters written since just before the index's watermark: the index may not
-    hold them yet, so the store's copy decides (an author always finds what they just posted)."""
+def _staged(c: Catalog, kind: Kind, base: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Writes the index has not committed yet (this process's own at once, the stream's until their
+    commit): those passing the filters, and the ids whose index entry is stale and must not be shown."""
     assert c.words is not None
-    mark = c.words.watermark
-    if mark is None or not c.words.may_lag(_OVERLAP.total_seconds()):
-        return {}
-    recent = await c.store.changed_since(kind, mark - _OVERLAP)
-    return {d["_id"]: d for d in recent if passes(d, base)}
+    staged = c.words.staged(kind)
+    passing = {i: d for i, d in staged.items() if d.get("status") != DELETED and passes(d, base)}
+    return passing, set(staged) - set(passing)
 
 
-async def _page_docs(c: Catalog, kind: Kind, base: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The page's items from the store, those that still pass the filters (the index may lag a write)."""
-    return {d["_id"]: d for d in await c.store.items_by_ids(kind, ids) if passes(d, base)}
+def _entries(c: Catalog, kind: Kind, base: dict[str, Any], ids: list[str], staged: dict[str, dict[str, Any]]) -> dict[str, Entry]:
+    """The page's items as the index holds them (filters applied again: a meaning hit may be private),
+    a staged write's from its own copy; no store read."""
+    assert c.words is not None
+    out = c.words.entries(kind, [i for i in ids if i not in staged], base)
+    out.update({i: Entry.of(staged[i]) for i in ids if i in staged})
+    return out
 
 
 async def _newest_first(c: Catalog, kind: Kind, params: ItemListIn, filters: dict[str, Any]) -> dict[str, Any]:
@@ -295,18 +306,19 @@ async def _newest_first(c: Catalog, kind: Kind, params: ItemListIn, filters: dic
     base = c.store.list_query(filters, words=False)
     before = decode_cursor(params.cursor) if params.cursor else None
     fetch = params.limit + 1
-    hits = [h.id for h in c.words.search(kind, terms, base, mode="all", limit=fetch, before_id=before)]
-    recent = {i: d for i, d in (await _recent(c, kind, base)).items() if before is None or i < before}
-    fresh = {i: terms is None or search_rules.matches_all(terms, d) for i, d in recent.items()}
-    ids = sorted({i for i in hits if fresh.get(i, True)} | {i for i, ok in fresh.items() if ok}, reverse=True)[:fetch]
-    docs = await _page_docs(c, kind, base, ids[: params.limit])
+    staged, hidden = _staged(c, kind, base)
+    staged = {i: d for i, d in staged.items() if (before is None or i < before) and (terms is None or search_rules.matches_all(terms, d))}
+    hits = c.words.search(kind, terms, base, mode="all", limit=fetch + len(hidden), before_id=before, with_entries=True)
+    entries = {h.id: h.entry for h in hits if h.entry is not None and h.id not in hidden}
+    ids = sorted(set(entries) | set(staged), reverse=True)[:fetch]
+    entries.update({i: Entry.of(staged[i]) for i in ids[: params.limit] if i in staged})
     items = []
     for item_id in ids[: params.limit]:
-        if (doc := docs.get(item_id)) is None:
+        if (entry := entries.get(item_id)) is None:
             continue
-        view = item_view(doc)
+        view = dict(entry.view)
         if terms is not None:
-            view["search"] = {"score": None, "reasons": [search_rules.MATCHED_WORDS], "matched_words": search_rules.matched_words(terms, doc), "similarity": None}
+            view["search"] = {"score": None, "reasons": [search_rules.MATCHED_WORDS], "matched_words": search_rules.matched_words(terms, entry.words), "similarity": None}
         items.append(view)
     next_cursor = encode_cursor(ids[params.limit - 1]) if len(ids) > params.limit else None
     page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
@@ -337,19 +349,21 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
         info.update(meaning="not used", message="search by meaning covers open items only")
     elif c.meaning is None:
         info.update(meaning="unavailable", message="search by meaning is not configured")
-    else:  # the matcher embeds and ranks while the word index and the store answer here
+    else:  # the matcher embeds and ranks while the word index answers here
         asked = asyncio.create_task(c.meaning.nearest(kind, params.q, MEANING_K, _meaning_filters(filters), credential))
     try:
+        staged, hidden = _staged(c, kind, base)  # before the search: see WordIndex.staged
         word_ids = [h.id for h in c.words.search(kind, terms, base, mode="any", limit=WORD_WINDOW)]
-        recent = await _recent(c, kind, base)
     except BaseException:
         if asked is not None:
             asked.cancel()
         raise
-    # the store's copy of a just-written item decides whether it matches; one the index lacks comes last
-    word_ids = [i for i in word_ids if i not in recent or search_rules.matched_words(terms, recent[i])]
+    # a staged write's own copy decides whether its words match; one the index lacks comes last
+    matching = [i for i, d in staged.items() if search_rules.matched_words(terms, d)]
+    unmatched = hidden | (set(staged) - set(matching))
+    word_ids = [i for i in word_ids if i not in unmatched]
     held = set(word_ids)
-    word_ids += [i for i, d in recent.items() if i not in held and search_rules.matched_words(terms, d)]
+    word_ids += [i for i in matching if i not in held]
     meaning: list[search_rules.MeaningHit] = []
     if asked is not None:
         try:
@@ -357,14 +371,14 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
         except MeaningUnavailable as exc:
             info.update(meaning="unavailable", message=f"{exc}; results found by words only")
     fused = search_rules.fuse(word_ids, meaning)
-    page = fused[offset : offset + params.limit]
-    docs = await _page_docs(c, kind, base, [f.id for f in page])
+    page = [f for f in fused[offset : offset + params.limit] if f.id not in hidden]
+    entries = _entries(c, kind, base, [f.id for f in page], staged)
     items = []
     for found in page:
-        if (doc := docs.get(found.id)) is None:
+        if (entry := entries.get(found.id)) is None:
             continue
-        found.matched_words = search_rules.matched_words(terms, doc)
-        items.append({**item_view(doc), "search": found.view()})
+        found.matched_words = search_rules.matched_words(terms, entry.words)
+        items.append({**entry.view, "search": found.view()})
     next_cursor = encode_offset_cursor(offset + params.limit) if len(fused) > offset + params.limit else None
     return {"items": items, "next_cursor": next_cursor, "search": info}
 

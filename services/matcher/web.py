@@ -95,6 +95,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
     # tokens are the catalog's: asked over HTTP (introspection, cached ≤ 60 s), never read from its database
     authority = TokenAuthority(None, runtime.settings.admin_token, catalog_url=runtime.settings.catalog_base_url,
                                cache_ttl_s=runtime.settings.token_cache_s)
+    query_vector = search.QueryVectors(runtime.embed)  # repeated searches are not embedded again
 
     async def caller(view: View, request: Request) -> Principal | Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -185,8 +186,12 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
             if not isinstance(asked, tuple):
                 return asked
             _, body = asked
+            deadline = search.deadline_of(request.headers.get(search.BUDGET_HEADER))
             service = await runtime.ensure_started()
-            vector = (await asyncio.to_thread(runtime.embed, [body.q]))[0]
+            try:
+                vector = await asyncio.to_thread(query_vector, body.q, deadline)
+            except search.Expired:
+                return _error(self, 503, "unavailable", "the search waited longer than the caller's budget")
             ids, matrix = service.index.vectors(body.kind)
             docs = service.index.docs[body.kind]
             allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None

@@ -3,18 +3,33 @@
 The matcher holds every open item's multilingual vector; the catalog never reads its database. Any
 failure (not running, slow, refusing) is an answer too: `MeaningUnavailable` with the reason, and the
 catalog serves words only and says so.
+
+Answers are kept for a few seconds (`CACHE_S`), and one request per distinct question is in flight:
+the matcher's answer covers open items only and does not depend on the caller, so the next page, a
+refreshed page or another caller's same search costs nothing; a new item's vector takes the matcher
+longer than that to compute anyway, and what changed since is filtered again by the word index.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
+from collections import OrderedDict
 from typing import Any
 
 import httpx
 
 from services.catalog.domain.search import MeaningHit, MeaningResult
 
+#: the matcher's header for the caller's time budget (`services.matcher.search.BUDGET_HEADER`)
+BUDGET_HEADER = "X-Search-Budget-Ms"
+
 log = logging.getLogger(__name__)
+
+CACHE_S = 10.0
+CACHE_SIZE = 1024
 
 
 class MeaningUnavailable(RuntimeError):
@@ -28,15 +43,45 @@ class MeaningClient:
         self._client: httpx.AsyncClient | None = None
         self.calls_total = 0
         self.failures_total = 0
+        self.cache_hits_total = 0
+        self._cache: OrderedDict[str, tuple[float, MeaningResult]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[MeaningResult]] = {}
 
     async def nearest(self, kind: str, q: str, k: int, filters: dict[str, list[Any]], credential: str | None) -> MeaningResult:
         """The `k` open items of `kind` nearest to `q` among those passing `filters` (field → allowed values)."""
         if self.base_url is None:
             raise MeaningUnavailable("search by meaning is not configured (no matcher URL)")
+        key = json.dumps([kind, q, k, filters], sort_keys=True, default=str)
+        held = self._cache.get(key)
+        if held is not None and held[0] > time.monotonic():
+            self.cache_hits_total += 1
+            return held[1]
+        pending = self._inflight.get(key)
+        if pending is not None:  # the same question is being asked: share its answer
+            return await asyncio.shield(pending)
+        future: asyncio.Future[MeaningResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._ask(kind, q, k, filters, credential)
+            future.set_result(result)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self._cache[key] = (time.monotonic() + CACHE_S, result)
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return result
+
+    async def _ask(self, kind: str, q: str, k: int, filters: dict[str, list[Any]], credential: str | None) -> MeaningResult:
         if self._client is None:
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s)
         self.calls_total += 1
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        headers[BUDGET_HEADER] = str(round(self.timeout_s * 1000))  # past it the matcher does not embed the query
         try:
             r = await self._client.post("/v1/search", json={"q": q, "kind": kind, "k": k, "filters": filters}, headers=headers)
         except httpx.HTTPError as exc:

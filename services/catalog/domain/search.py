@@ -58,17 +58,29 @@ def item_text(doc: Mapping[str, Any]) -> str:
     return " ".join([str(doc.get("title", "")), str(doc.get("description", "")), " ".join(doc.get("keywords") or [])])
 
 
-def matched_words(terms: QueryTerms, doc: Mapping[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class ItemWords:
+    """An item's analysed text: its word tokens and its Chinese characters in order. The word index
+    stores them, so saying which words matched needs no re-analysis (~1 ms an item)."""
+
+    tokens: frozenset[str]
+    chars: str
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> ItemWords:
+        text = item_text(doc)
+        return cls(frozenset(index_tokens(text)), "".join(han_chars(text)))
+
+
+def matched_words(terms: QueryTerms, item: Mapping[str, Any] | ItemWords) -> list[str]:
     """The query's words (and Chinese runs) that the item contains, in the query's order."""
-    text = item_text(doc)
-    tokens = set(index_tokens(text))
-    chars = "".join(han_chars(text))
-    return [w for w in terms.words if w in tokens] + [r for r in terms.han_runs if r in chars]
+    words = item if isinstance(item, ItemWords) else ItemWords.of(item)
+    return [w for w in terms.words if w in words.tokens] + [r for r in terms.han_runs if r in words.chars]
 
 
-def matches_all(terms: QueryTerms, doc: Mapping[str, Any]) -> bool:
+def matches_all(terms: QueryTerms, item: Mapping[str, Any] | ItemWords) -> bool:
     """Every word of the query is in the item (the `q` filter of a newest-first list)."""
-    return not terms.empty and len(matched_words(terms, doc)) == len(terms.words) + len(terms.han_runs)
+    return not terms.empty and len(matched_words(terms, item)) == len(terms.words) + len(terms.han_runs)
 
 
 @dataclass(frozen=True)

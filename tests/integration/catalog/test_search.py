@@ -202,3 +202,114 @@ async def test_hostile_queries_get_results_or_a_clear_4xx(search_api: Api, q: st
             assert set(r.json()["error"]) == {"code", "message", "details"}
         else:
             assert isinstance(r.json()["items"], list)
+
+
+async def test_an_author_sees_each_write_at_once_even_before_the_index_commits_it(search_api: Api) -> None:
+    """Read-your-writes comes from staging the write in this process's index, not from a race with the
+    change stream: with the sync stopped, the author's lists still show a post, an edit and a withdrawal."""
+    api = search_api
+    org, office = await api.org()
+    await api.app.state.index_sync.stop()  # nothing reaches the index from the store from now on
+    posted = await post_need(api, office, title="Mangrove nurseries for coastal villages")
+    mine = {"organization_id": org}
+    assert await ids(api, office, **mine) == [posted]
+    assert await ids(api, office, **mine, q="mangrove") == [posted]
+    ranked = (await api.client.get("/v1/needs", params={**mine, "q": "mangrove", "sort": "relevance"}, headers=office)).json()
+    assert [n["id"] for n in ranked["items"]] == [posted] and ranked["items"][0]["search"]["matched_words"] == ["mangrove"]
+    item = (await api.client.get(f"/v1/needs/{posted}", headers=office)).json()
+    listed = (await api.client.get("/v1/needs", params=mine, headers=office)).json()["items"][0]
+    assert listed == item  # the staged copy is shown exactly as the store's
+    edited = await api.client.patch(f"/v1/needs/{posted}", json={"title": "Seagrass nurseries"}, headers={**office, "If-Match": '"1"'})
+    assert edited.status_code == 200, edited.text
+    assert await ids(api, office, **mine, q="mangrove") == [] and await ids(api, office, **mine, q="seagrass") == [posted]
+    assert (await api.client.delete(f"/v1/needs/{posted}", headers=office)).status_code == 200
+    assert await ids(api, office, **mine, q="seagrass") == [] and await ids(api, office, **mine) == []
+    assert await ids(api, office, **mine, status="withdrawn") == [posted]  # to its owner only
+    _, other = await api.org(name="Other office")
+    assert await ids(api, other, **mine, status="withdrawn") == []
+
+
+async def test_pages_from_the_index_equal_the_store_s_for_random_filters_and_callers(search_api: Api) -> None:
+    """The index answers lists without reading the store: every filter, every visibility rule and every
+    byte of each item must be what the store's own query gives (compared on random filters)."""
+    import random
+
+    from services.catalog import service
+    from services.catalog.models import ItemListIn
+    from ssmatch.auth import Principal
+
+    api = search_api
+    rng = random.Random(11)
+    org_a, office_a = await api.org(name="Office A", country="MWI")
+    org_b, office_b = await api.org(name="Office B", country="SEN")
+    sectors, statuses = ["energy", "water_sanitation", "health"], ["open", "open", "open", "draft"]
+    made: list[str] = []
+    for i in range(24):
+        office = office_a if i % 3 else office_b
+        made.append(await post_need(api, office, title=f"Solar pumps {rng.choice(['clinic', 'school', 'farm'])} {i}", sectors=rng.sample(sectors, 2),
+                                    sdgs=rng.sample([3, 6, 7], 2), languages=[rng.choice(["fr", "en"])], status=rng.choice(statuses)))
+    for item_id in made[::5]:  # some withdrawn
+        owner = office_b if made.index(item_id) % 3 == 0 else office_a
+        assert (await api.client.delete(f"/v1/needs/{item_id}", headers=owner)).status_code == 200
+
+    async def committed() -> bool:
+        return not api.app.state.words.staged("need") and api.app.state.words.count("need") >= len(made)
+
+    await until(committed, FRESH_S * 5, "every write committed to the index (no staged copy left)")
+    callers = [Principal(role="seeker", organization_id=org_a), Principal(role="seeker", organization_id=org_b),
+               Principal(role="broker", organization_id=None), Principal(role="admin", organization_id=None),
+               Principal(role="provider", organization_id="someone-else")]
+    store_only = service.Catalog(api.app.state.store, api.app.state.catalog.matches)
+    options: dict[str, list[Any]] = {"sector": sectors, "sdg": [3, 6, 7], "status": ["open", "draft", "withdrawn"], "language": ["fr", "en"],
+                                     "organization_id": [org_a, org_b], "region": ["Africa", "Western Africa"], "country": ["MWI", "SEN"],
+                                     "group": ["LDC"], "q": ["solar", "clinic pumps", "school"], "limit": [1, 3, 20]}
+    compared = 0
+    for _ in range(60):
+        params = {k: rng.choice(v) for k, v in options.items() if rng.random() < 0.3}
+        caller = rng.choice(callers)
+        query = ItemListIn(**params)
+        cursor: str | None = None
+        for _page in range(4):  # the first pages, by the same cursors
+            q = query.model_copy(update={"cursor": cursor})
+            indexed = await service.list_items(api.app.state.catalog, caller, "need", q)
+            scanned = await service.list_items(store_only, caller, "need", q)
+            assert indexed["search"]["words"] == "index" if params.get("q") else "search" not in indexed
+            got = [{k: v for k, v in n.items() if k != "search"} for n in jsonable(indexed["items"])]
+            assert got == jsonable(scanned["items"]), (params, caller)
+            compared += len(got)
+            assert indexed["next_cursor"] == scanned["next_cursor"], (params, caller)
+            cursor = indexed["next_cursor"]
+            if cursor is None:
+                break
+    assert compared > 100  # not a comparison of empty pages
+
+
+def jsonable(value: Any) -> Any:
+    from services.catalog.api.common import jsonable as as_json
+
+    return as_json(value)
+
+
+async def test_another_replica_shows_a_write_and_a_withdrawal_within_a_second(search_api: Api, make_settings: Any) -> None:
+    """Two catalog processes on one store (the second keeps its index in memory): what one writes, the
+    other lists within the freshness bound, through its change stream (staged on delivery, before its commit)."""
+    api = search_api
+    org, office = await api.org()
+    settings = api.app.state.store.db.name
+    async with open_api(make_settings(admin_token=ADMIN, catalog_db=settings, matcher_url="http://127.0.0.1:9"), start_search=True, drop=False) as other:
+        await ready(other)
+        posted = await post_need(api, office, title="Rainwater harvesting for schools")
+        t0 = time.monotonic()
+
+        async def listed_there() -> bool:
+            return await ids(other, office, organization_id=org, q="rainwater") == [posted]
+
+        await until(listed_there, FRESH_S, "a write made on one replica listed on the other")
+        seen_after = time.monotonic() - t0
+        assert (await api.client.delete(f"/v1/needs/{posted}", headers=office)).status_code == 200
+
+        async def gone_there() -> bool:
+            return await ids(other, office, organization_id=org) == []
+
+        await until(gone_there, FRESH_S, "a withdrawal made on one replica gone from the other")
+        assert seen_after < FRESH_S

@@ -64,3 +64,85 @@ def test_the_matcher_ranks_by_cosine_within_the_filters_and_reports_the_corpus()
     odd = nearest(ids, matrix, matrix[7], 5, lambda i: meaning_passes(docs[i], {"sectors": ["health"]}))
     assert all(int(i[1:]) % 2 == 0 for i, _ in odd.hits) and len(odd.hits) == 5
     assert nearest([], np.zeros((0, 8), np.float32), matrix[0], 3).hits == []
+
+
+def test_nearest_orders_a_window_as_a_full_stable_sort_would_and_widens_it_for_a_filter() -> None:
+    import services.matcher.search as meaning
+
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(5000, 16)).astype(np.float32)
+    matrix[100:140] = matrix[7]  # ties: broken by row order, as the full sort does
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = [f"i{j:05d}" for j in range(len(matrix))]
+    rare = {ids[j] for j in range(0, 5000, 997)}  # 6 rows: the filter forces the window to widen
+    for query, k, allowed in ((matrix[7], 50, None), (matrix[3], 5, rare.__contains__), (matrix[9], 10, lambda i: i.endswith("3"))):
+        sims = matrix @ query
+        full = [(ids[j], float(sims[j])) for j in np.argsort(-sims, kind="stable") if allowed is None or allowed(ids[j])][:k]
+        assert meaning.nearest(ids, matrix, query, k, allowed).hits == full
+
+
+def test_query_vectors_embed_a_repeated_query_once() -> None:
+    from services.matcher.search import QueryVectors
+
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.ones((len(texts), 4), np.float32)
+
+    vectors = QueryVectors(embed, size=2)
+    for q in ("water", "water", "solar", "water", "seed", "solar"):
+        vectors(q)
+    assert [c[0] for c in calls] == ["water", "solar", "seed", "solar"]  # the oldest is forgotten beyond `size`
+    assert vectors.hits_total == 2
+
+
+async def test_the_catalog_asks_the_matcher_once_per_question_within_its_cache_time() -> None:
+    import asyncio
+
+    import httpx
+
+    from services.catalog.adapters import meaning as meaning_adapter
+
+    asked: list[dict[str, object]] = []
+
+    async def matcher(request: httpx.Request) -> httpx.Response:
+        asked.append(__import__("json").loads(request.content))
+        await asyncio.sleep(0.01)
+        return httpx.Response(200, json={"items": [{"id": "a", "similarity": 0.9}], "corpus": {"mean": 0.8, "std": 0.01, "size": 100}})
+
+    client = meaning_adapter.MeaningClient("http://matcher")
+    client._client = httpx.AsyncClient(base_url="http://matcher", transport=httpx.MockTransport(matcher))
+    try:
+        same = await asyncio.gather(*(client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t") for _ in range(5)))
+        assert len(asked) == 1 and all(r == same[0] for r in same)  # concurrent askers share one request
+        await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "other caller")
+        assert len(asked) == 1 and client.cache_hits_total == 1  # the answer does not depend on the caller
+        await client.nearest("offer", "eau potable", 10, {"sectors": ["health"]}, "t")
+        assert len(asked) == 2  # other filters: another question
+        for key, (_, held) in list(client._cache.items()):
+            client._cache[key] = (0.0, held)
+        await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t")
+        assert len(asked) == 3  # expired: asked again
+    finally:
+        await client.close()
+
+
+def test_a_query_past_its_caller_s_budget_is_not_embedded_but_a_known_one_is_still_answered() -> None:
+    import time
+
+    from services.matcher.search import Expired, QueryVectors, deadline_of
+
+    calls: list[str] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.extend(texts)
+        return np.ones((len(texts), 4), np.float32)
+
+    vectors = QueryVectors(embed)
+    vectors("water", deadline_of("1000"))
+    with pytest.raises(Expired):
+        vectors("solar", time.monotonic() - 0.001)  # the caller has given up: nothing embedded
+    assert vectors("water", time.monotonic() - 0.001) is not None  # already known: no cost, answered
+    assert calls == ["water"]
+    assert deadline_of(None) is None and deadline_of("soon") is None
