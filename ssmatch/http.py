@@ -19,6 +19,10 @@ from ssmatch.logging import correlation_id, new_correlation_id
 
 log = logging.getLogger(__name__)
 
+#: the caller's time budget for a request, in ms (optional; the catalog sends it with a meaning search,
+#: and the matcher does not embed a query whose budget has run out)
+SEARCH_BUDGET_HEADER = "X-Search-Budget-Ms"
+
 _CODES = {
     400: "bad_request",
     401: "unauthorized",

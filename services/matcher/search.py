@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from services.matcher.http_models import SEARCH_FILTER_FIELDS as FILTER_FIELDS  # noqa: F401 - the list filters a search may carry
+from ssmatch.http import SEARCH_BUDGET_HEADER
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _best(sims: np.ndarray, window: int) -> np.ndarray:
 
 
 #: the caller's time budget for a search, in ms (optional): past it, the query is not embedded
-BUDGET_HEADER = "X-Search-Budget-Ms"
+BUDGET_HEADER = SEARCH_BUDGET_HEADER
 
 
 class Expired(RuntimeError):

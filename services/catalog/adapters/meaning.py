@@ -22,9 +22,7 @@ from typing import Any
 import httpx
 
 from services.catalog.domain.search import MeaningHit, MeaningResult
-
-#: the matcher's header for the caller's time budget (`services.matcher.search.BUDGET_HEADER`)
-BUDGET_HEADER = "X-Search-Budget-Ms"
+from ssmatch.http import SEARCH_BUDGET_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ class MeaningClient:
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s)
         self.calls_total += 1
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-        headers[BUDGET_HEADER] = str(round(self.timeout_s * 1000))  # past it the matcher does not embed the query
+        headers[SEARCH_BUDGET_HEADER] = str(round(self.timeout_s * 1000))  # past it the matcher does not embed the query
         try:
             r = await self._client.post("/v1/search", json={"q": q, "kind": kind, "k": k, "filters": filters}, headers=headers)
         except httpx.HTTPError as exc:
