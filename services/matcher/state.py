@@ -51,14 +51,7 @@ class MatcherStore:
     # ---- items -------------------------------------------------------------------------------------
     async def put_item(self, doc: dict[str, Any]) -> bool:
         """Store `doc` (vector as float32 bytes) unless a newer or equal revision is stored."""
-        body = {k: v for k, v in doc.items() if k != "embedding"}
-        if doc.get("embedding") is not None:
-            body["vector"] = pack(doc["embedding"])
-        try:
-            res = await self.items.update_one({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": body}, upsert=True)
-        except DuplicateKeyError:
-            return False
-        return res.upserted_id is not None or res.modified_count > 0
+        return (await self.put_items([doc]))[0]
 
     async def put_items(self, docs: list[dict[str, Any]]) -> list[bool]:
         """`put_item` for a batch in one round trip: which docs were stored (False: the store already
