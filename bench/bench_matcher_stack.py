@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,13 +38,12 @@ import httpx  # noqa: E402
 
 from services.matcher.scoring import Embedder, MatchItem, item_text  # noqa: E402
 from ssmatch.stack.demo import demo_data  # noqa: E402
-from ssmatch.stack.processes import free_port  # noqa: E402
+from tests.integration.ops.stackrun import ADMIN, Launcher, launcher_env, make_org  # noqa: E402  (the launcher as a user runs it)
 
 BURST = int(os.environ.get("BENCH_MATCHER_BURST", "300"))
 CLIENTS = 20
 RATE = 2.0
 STEADY_S = float(os.environ.get("BENCH_MATCHER_STEADY_S", "60"))
-ADMIN = "bench-admin-token"
 ORGS_PER_SIDE = 8
 VARIANTS = ["", " A second phase is planned with the same partners.", " Results will be shared with neighbouring countries."]
 
@@ -67,48 +64,11 @@ def items(n: int) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-class Stack:
-    def __init__(self, workers: int) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-matcher-stack-"))
-        self.ports = {name: free_port() for name in ("CATALOG_PORT", "MATCHER_PORT", "NOTIFY_PORT", "SSMATCH_KAFKA_PORT", "SSMATCH_MONGO_PORT")}
-        env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")}
-        env.update({k: str(v) for k, v in self.ports.items()})
-        env.update(SSMATCH_DATA_DIR=str(self.dir), SSMATCH_ADMIN_TOKEN=ADMIN, SSMATCH_DEMO="0", SSMATCH_LOG_FORMAT="text",
-                   SSMATCH_RATE_LIMIT_PER_MINUTE="0", SSMATCH_MATCHER_WORKERS=str(workers))
-        self.log = (self.dir / "stack.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ssmatch.stack"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.ports['CATALOG_PORT']}"
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"stack exited: {(self.dir / 'stack.log').read_text()[-2000:]}")
-            if b"Press Ctrl-C to stop." in (self.dir / "stack.log").read_bytes():
-                return
-            time.sleep(0.3)
-        raise RuntimeError("stack did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
-
-
-async def make_orgs(client: httpx.AsyncClient) -> dict[str, list[str]]:
+def make_orgs(catalog_url: str) -> dict[str, list[str]]:
+    """ORGS_PER_SIDE country offices (needs) and solution providers (offers): their tokens."""
     tokens: dict[str, list[str]] = {"need": [], "offer": []}
-    for kind, type_ in (("need", "country_office"), ("offer", "solution_provider")):
-        for i in range(ORGS_PER_SIDE):
-            org = await client.post("/v1/organizations", json={"name": f"Bench {type_} {i}", "type": type_, "country": "KEN" if kind == "need" else "BRA"},
-                                    headers={"Authorization": f"Bearer {ADMIN}"})
-            org.raise_for_status()
-            tok = await client.post("/v1/tokens", json={"organization_id": org.json()["id"]}, headers={"Authorization": f"Bearer {ADMIN}"})
-            tok.raise_for_status()
-            tokens[kind].append(tok.json()["token"])
+    for kind, type_, country in (("need", "country_office", "KEN"), ("offer", "solution_provider", "BRA")):
+        tokens[kind] = [make_org(catalog_url, f"Bench {type_} {i}", type_, country)[1] for i in range(ORGS_PER_SIDE)]
     return tokens
 
 
@@ -139,7 +99,7 @@ async def post(client: httpx.AsyncClient, kind: str, body: dict[str, Any], token
 
 async def burst(url: str, posts: list[tuple[str, dict[str, Any]]]) -> tuple[float, int, dict[str, list[str]], httpx.AsyncClient]:
     client = httpx.AsyncClient(base_url=url, timeout=60)
-    tokens = await make_orgs(client)
+    tokens = make_orgs(url)
     queue = list(enumerate(posts))
     ids: list[str] = []
 
@@ -202,12 +162,12 @@ async def steady(client: httpx.AsyncClient, tokens: dict[str, list[str]], posts:
     return latencies, len(posted)
 
 def run(workers: int, posts: list[tuple[str, dict[str, Any]]], steady_posts: list[tuple[str, dict[str, Any]]] | None) -> float:
-    stack = Stack(workers)
+    stack = Launcher(launcher_env(Path(tempfile.mkdtemp(prefix="bench-matcher-stack-")), SSMATCH_MATCHER_WORKERS=str(workers)))
     try:
-        stack.wait_ready()
+        stack.wait_for("Press Ctrl-C to stop.", timeout=300)
 
         async def go() -> float:
-            seconds, missing, tokens, client = await burst(stack.url, posts)
+            seconds, missing, tokens, client = await burst(stack.url("catalog"), posts)
             print(f"burst_s_{workers}w={seconds:.1f}", flush=True)
             print(f"burst_items_without_proposals_{workers}w={missing}", flush=True)
             if steady_posts:
