@@ -28,6 +28,7 @@ CONNECTIVITY = 16
 EXPANSION_ADD = 128
 MIN_EXPANSION_SEARCH = 64
 ANN_BUILD_CHUNK = 8192  # rows centred and added at a time when an index is built in one batch
+PARALLEL_BUILD_FROM = 4096  # below this many rows a block is built on one thread: the same graph every time
 
 
 ALL = "*all"  # every item: searched by an item that accepts interpretation (it may meet anyone)
@@ -251,7 +252,8 @@ class KindTable:
             for block, positions in members.items():
                 if block not in indexes:
                     indexes[block] = self._new_index()
-                indexes[block].add(chunk[positions].astype(np.uint64), unit[positions], threads=0)
+                threads = 0 if len(positions) >= PARALLEL_BUILD_FROM else 1  # 0: every core
+                indexes[block].add(chunk[positions].astype(np.uint64), unit[positions], threads=threads)
         self._ann, self._ann_centroids = indexes, centroids
         return indexes
 

@@ -129,8 +129,11 @@ def test_the_ann_index_follows_updates_withdrawals_and_a_new_centring() -> None:
     shifted = type(CENTRING.centroids)({k: v + 0.01 for k, v in CENTRING.centroids.table.items()})  # type: ignore[call-arg]
     offers = {table.ids[r]: r for r in table.rows()}
     q = unit(docs[0]["embedding"] - shifted.centroid(docs[0]["text_language"]))
-    exact = sorted(offers, key=lambda i: -float(unit(table.vectors[offers[i]] - shifted.centroid(table.items[offers[i]].item.text_language)) @ q))  # type: ignore[union-attr]
-    assert set(exact[:3]) <= set(nearest(8, shifted))
+    cosine = {i: float(unit(table.vectors[r] - shifted.centroid(table.items[r].item.text_language)) @ q) for i, r in offers.items()}  # type: ignore[union-attr]
+    exact = sorted(offers, key=lambda i: -cosine[i])
+    found = nearest(8, shifted)
+    # the index holds half-precision vectors: an exact top-3 item may only be missed for a near-tie
+    assert all(i in found or cosine[i] - min(cosine[f] for f in found) < 2e-3 for i in exact[:3]), (exact[:3], found)
 
 
 def test_the_ann_path_finds_the_exact_top_k_pairs() -> None:
