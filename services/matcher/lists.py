@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from services.matcher.candidates import CandidateConfig, KindTable, score_bound
-from services.matcher.scoring import CandidateSet, LanguageCentroids, MatchItem, Prepared, Rules, prepare, score_against
+from services.matcher.scoring import CandidateSet, LanguageCentroids, MatchItem, Prepared, Rules, TextWhere, prepare, score_against
 
 Key = tuple[str, str]  # (kind, id)
+FloorOf = Callable[[list[str], np.ndarray], np.ndarray]  # (candidate ids, rows) → the score each row must reach to matter
 
 
 def other(kind: str) -> str:
@@ -128,7 +129,8 @@ class ItemIndex:
         table = self.tables[kind]
         slot = table.slot_of.get(item_id)
         if slot is not None:
-            return table.items[slot]  # type: ignore[return-value]
+            prepared: Prepared = table.items[slot]
+            return prepared
         return self._prepare(self.docs[kind][item_id])  # not open: prepared on demand (rare)
 
     def open_count(self, kind: str) -> int:
@@ -143,7 +145,7 @@ class ItemIndex:
         `count` nearest neighbours by centred cosine."""
         table = self.tables[kind]
         rows = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count)
-        return [table.ids[r] for r in rows], table.take(rows)
+        return table.ids[rows].tolist(), table.take(rows)
 
     def expiring(self, now_ts: float) -> list[Key]:
         """Open items whose expiry has passed (their lists and the lists holding them must go)."""
@@ -185,10 +187,14 @@ class ListBook:
             self.set_list(key, ListState())
             del self.lists[key]
 
-    def _scores(self, kind: str, item_id: str, now: datetime) -> tuple[list[str], np.ndarray]:
-        """Rounded scores of the item against its candidates of the other kind; -1 where excluded or
-        not above min_score. Candidates are every open item below `exact_below`, else the item's
-        ANN neighbours, widened while an item beyond them could still enter the top_k (`score_bound`)."""
+    def _scores(self, kind: str, item_id: str, now: datetime, floor_of: FloorOf | None = None) -> tuple[list[str], np.ndarray]:
+        """Rounded scores of the item against its candidates of the other kind; -1 where excluded, not
+        above min_score, or unable to matter. Candidates are every open item below `exact_below`, else the
+        item's ANN neighbours, widened while an item beyond them could still enter the top_k (`score_bound`).
+
+        A score matters if it can be among the item's own top_k, or reach the floor `floor_of` gives a
+        candidate (what it takes to enter or stay in that candidate's list). Only those pairs are
+        compared by wording (see `text_where`): the others are known to fall short from their bounds."""
         them = other(kind)
         n = self.index.open_count(them)
         exact = n < self.config.exact_below
@@ -198,9 +204,10 @@ class ListBook:
             ids, cset = self.index.candidates(them, query, self.centroids, count)
             if not ids:
                 return ids, np.zeros(0, dtype=np.float64)
-            batch = score_against(query, cset, self.rules, self.centroids, now)
+            batch = score_against(query, cset, self.rules, self.centroids, now, self._text_where(ids, floor_of))
             scores = np.round(batch.total.astype(np.float64), 4)
-            scores[batch.excluded | (scores <= self.rules.min_score)] = -1.0
+            unresolved = ~batch.resolved if batch.resolved is not None else False
+            scores[batch.excluded | unresolved | (scores <= self.rules.min_score)] = -1.0
             if count is None or count >= n or attempt == self.config.widen:
                 return ids, scores
             passing = np.sort(scores[scores >= 0])[::-1]
@@ -209,6 +216,25 @@ class ListBook:
                 return ids, scores
             count *= 4
         raise AssertionError("unreachable")
+
+    def _text_where(self, ids: list[str], floor_of: FloorOf | None) -> TextWhere:
+        """Which pairs `_scores` needs exactly, from their bounds: those that could pass min_score and
+        either rank among the best top_k (above the top_k-th best lower bound) or reach their floor.
+        A margin of one rounding step keeps the comparison safe after scores are rounded to 4 places."""
+        top_k, min_score, margin = self.rules.top_k, self.rules.min_score, 1e-4
+
+        def where(lower: np.ndarray, upper: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+            live = ~excluded & (upper > min_score - margin)
+            lows = lower[live]
+            threshold = max(float(np.partition(lows, -top_k)[-top_k]), min_score) if len(lows) > top_k else min_score
+            need = live & (upper >= threshold - margin)
+            if floor_of is not None:
+                rest = np.flatnonzero(live & ~need)
+                if len(rest):
+                    need[rest] = upper[rest] >= floor_of(ids, rest) - margin
+            return need
+
+        return where
 
     def top_k(self, key: Key, now: datetime | None = None) -> dict[str, Entry]:
         """The exact list of one item: its best `top_k` items of the other kind, ties by id."""
@@ -294,7 +320,7 @@ class ListBook:
             out.add(key)
         if not is_usable(self.index.get(kind, item_id), now.timestamp()):
             return out
-        ids, scores = self._scores(kind, item_id, now)
+        ids, scores = self._scores(kind, item_id, now, self._floors(kind, out))
         self._fresh[key] = ({oid: j for j, oid in enumerate(ids)}, ids, scores)
         for j in np.flatnonzero(scores >= 0):
             target = (other(kind), ids[j])
@@ -307,6 +333,29 @@ class ListBook:
             if rank_key(float(scores[j]), item_id) < state.worst():
                 out.add(target)
         return out
+
+
+    def _floors(self, kind: str, holders: set[Key]) -> FloorOf:
+        """For candidates of a changed item of `kind`: the lowest score at which its pair with each one
+        can change that candidate's list. A list that holds the item needs its new score whatever it
+        is; an owned list that is not full admits any passing score; a full one only a score reaching
+        its worst entry; a list this worker does not own is not its business."""
+        them, top_k, min_score = other(kind), self.rules.top_k, self.rules.min_score
+
+        def floor_of(ids: list[str], rows: np.ndarray) -> np.ndarray:
+            out = np.full(len(rows), np.inf)
+            for pos, j in enumerate(rows):
+                target = (them, ids[j])
+                state = self.lists.get(target)
+                if target in holders:
+                    out[pos] = -np.inf
+                elif state is not None and len(state.entries) >= top_k:
+                    out[pos] = -state.worst()[0]
+                elif state is not None or self.owns(*target):
+                    out[pos] = min_score
+            return out
+
+        return floor_of
 
 
 EXACT = CandidateConfig(exact_below=2**62)

@@ -196,6 +196,7 @@ class BatchScores:
     unmatched_codes: np.ndarray | None = None
     claimed_codes: np.ndarray | None = None
     scale: np.ndarray | None = None  # factor on every component's share (modality mismatch), 1: none
+    resolved: np.ndarray | None = None  # pairs whose total is exact (None: all); see score_against's text_where
 
     @property
     def exclusion_reasons(self) -> dict[int, list[str]]:
@@ -204,6 +205,8 @@ class BatchScores:
         return {i: [r.text() for r in rs] for i, rs in self.exclusion_codes.items()}
 
     def score(self, i: int) -> Score:
+        if self.resolved is not None and not self.excluded[i] and not self.resolved[i]:
+            raise ValueError(f"pair {i} was only bounded, not scored (see score_against's text_where)")
         need, offer = self.needs[i], self.offers[i]
         weights = _Tables.of(self.rules).weights
         factor = float(self.scale[i]) if self.scale is not None else 1.0
@@ -348,9 +351,20 @@ def _centred_cosines(one: Prepared, cset: CandidateSet, centroids: LanguageCentr
     return cosine
 
 
+TextWhere = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(lower, upper, excluded) → which pairs need their wording similarity: see `score_against`."""
+
+
 def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: LanguageCentroids | None = None,
-                  now: datetime | None = None) -> BatchScores:
-    """Score one item against every item of a candidate set of the other kind, at `now` (expiry)."""
+                  now: datetime | None = None, text_where: TextWhere | None = None) -> BatchScores:
+    """Score one item against every item of a candidate set of the other kind, at `now` (expiry).
+
+    The wording similarity (rapidfuzz) is the one costly component, and its weight is small. With
+    `text_where`, every other component is computed first; the function is then given each pair's
+    lowest and highest possible total (wording at its least and at 1) and the exclusions, and returns
+    the pairs that need their exact total. Only those are compared by wording (`resolved`); the
+    others keep the lower bound as their `total` and must not be used as scores. The totals of the
+    resolved pairs are the ones an unbounded call gives, bit for bit."""
     now_ts = (now or datetime.now(UTC)).timestamp()
     n = len(cset.items)
     tables = _Tables.of(rules)
@@ -361,7 +375,6 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         empty = np.zeros(0, dtype=np.float32)
         return BatchScores(needs, offers, rules, empty, np.zeros(0, dtype=bool), {k: empty for k in tables.weights}, empty, {})
 
-    text = process.cdist([one.text], cset.texts, scorer=fuzz.token_set_ratio, workers=-1, dtype=np.float32)[0] / 100.0
     if one.vector is None or cset.vectors is None:
         if tables.weights["semantic"] > 0:
             missing = [p.item.id for p in (one, *cset.items) if p.vector is None]
@@ -372,10 +385,6 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         cosine = _centred_cosines(one, cset, centroids or LanguageCentroids(dims, rules.semantic.language_prior_weight))
     sem = rules.semantic
     semantic = np.clip((cosine - sem.floor) / (sem.ceiling - sem.floor), 0.0, 1.0)
-    if rules.text_follows_semantic:
-        # Shared wording is evidence only where it exceeds shared meaning (names, acronyms): otherwise
-        # it rewards writing in the need's language or script (1.2.0, parity across languages).
-        text = np.maximum(text, semantic)
 
     def sides(attr: str) -> tuple[np.ndarray, np.ndarray]:
         mine = np.full(n, getattr(one, attr), dtype=np.int64)
@@ -403,15 +412,47 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         claimed = sum(c for _, _, c in parts)  # type: ignore[assignment]
         unmatched = claimed - sum(m for _, m, _ in parts)
     sectors, modalities, sdgs = (sectors * gate * breadth, modalities * gate * breadth, sdgs * gate * breadth)
-    if codes.breadth_discounts_texts:  # a catch-all offer's text is near everything too (v1.1.0)
-        semantic, text = semantic * breadth, text * breadth
     geography = np.minimum(1.0, cset.geography + one.geography).astype(np.float32)
-    components = {"semantic": semantic, "text": text, "sectors": sectors, "modalities": modalities, "sdgs": sdgs, "geography": geography}
     # none of the ways the need asks for is offered: the whole pair is discounted (1.3.0)
     scale = np.where((modalities <= 0) & (n_mod != 0), rules.modalities.mismatch_factor, 1.0).astype(np.float32)
-    total = sum(tables.weights[k] * v for k, v in components.items()) * scale
+    excluded, reasons = _excluded(one, cset, needs, offers, one_is_need, now_ts)
 
-    # hard filters: vectorised flags first, reasons in words only for the pairs they exclude
+    def totals(text: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The total with wording similarity `text` (raw, 0..1), and the components it is made of."""
+        shown_semantic = semantic
+        if rules.text_follows_semantic:
+            # Shared wording is evidence only where it exceeds shared meaning (names, acronyms): otherwise
+            # it rewards writing in the need's language or script (1.2.0, parity across languages).
+            text = np.maximum(text, semantic)
+        if codes.breadth_discounts_texts:  # a catch-all offer's text is near everything too (v1.1.0)
+            shown_semantic, text = semantic * breadth, text * breadth
+        parts = {"semantic": shown_semantic, "text": text, "sectors": sectors, "modalities": modalities, "sdgs": sdgs,
+                 "geography": geography}
+        total = sum(tables.weights[k] * v for k, v in parts.items()) * scale
+        return np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32), parts
+
+    resolved: np.ndarray | None = None
+    text = np.zeros(n, dtype=np.float32)
+    if text_where is None:
+        rows = np.arange(n)
+    else:
+        lower, _ = totals(np.zeros(n, dtype=np.float32))
+        upper, _ = totals(np.ones(n, dtype=np.float32))
+        resolved = np.asarray(text_where(lower, upper, excluded), dtype=bool) & ~excluded
+        rows = np.flatnonzero(resolved)
+    if len(rows):
+        texts = cset.texts if len(rows) == n else [cset.texts[i] for i in rows]
+        text[rows] = process.cdist([one.text], texts, scorer=fuzz.token_set_ratio, workers=-1 if len(rows) > 2000 else 1,
+                                   dtype=np.float32)[0] / 100.0
+    total, components = totals(text)
+    return BatchScores(needs, offers, rules, total, excluded, components, cosine, reasons, gate, breadth, unmatched, claimed, scale,
+                       resolved)
+
+
+def _excluded(one: Prepared, cset: CandidateSet, needs: list[Prepared], offers: list[Prepared], one_is_need: bool,
+              now_ts: float) -> tuple[np.ndarray, dict[int, list[Reason]]]:
+    """The hard filters: vectorised flags first, reasons in words only for the pairs they exclude."""
+    n = len(cset.items)
     one_usable = one.open and one.expires_ts > now_ts
     usable = cset.open & (cset.expires > now_ts) & one_usable
     # a common bit below OTHER_LANGUAGES_BIT is a common language; anything else is checked exactly
@@ -428,8 +469,7 @@ def score_against(one: Prepared, cset: CandidateSet, rules: Rules, centroids: La
         if why:
             reasons[int(i)] = why
             excluded[i] = True
-    total = np.where(excluded, 0.0, np.clip(total, 0.0, 1.0)).astype(np.float32)
-    return BatchScores(needs, offers, rules, total, excluded, components, cosine, reasons, gate, breadth, unmatched, claimed, scale)
+    return excluded, reasons
 
 
 def score_prepared(needs: list[Prepared], offers: list[Prepared], rules: Rules, centroids: LanguageCentroids | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.matcher import candidates
+from services.matcher import candidates, lists
 from services.matcher.candidates import CandidateConfig, KindTable
 from services.matcher.lists import EXACT, ItemIndex, ListBook, oracle
 from services.matcher.scoring import CandidateSet, score_against
@@ -170,3 +170,67 @@ def test_a_table_without_vectors_still_lists_every_item() -> None:
     assert list(table.rows()) == [0] and table.take(table.rows()).vectors is None
     ids, vectors = index.vectors("need")
     assert ids == [] and vectors.shape[0] == 0
+
+
+def brute_force_oracle(docs: list[dict[str, Any]], rules: Any) -> set[tuple[str, str]]:
+    """Every pair scored in full (wording included), rounded, ranked: what the bounded lists must equal."""
+    index = ItemIndex(rules)
+    for doc in docs:
+        index.put(doc)
+    pairs: set[tuple[str, str]] = set()
+    for kind, them in (("need", "offer"), ("offer", "need")):
+        table = index.tables[them]
+        rows = table.rows()
+        for item_id in index.docs[kind]:
+            batch = score_against(index.prepared(kind, item_id), table.take(rows), rules, CENTRING.centroids)
+            assert batch.resolved is None
+            scores = np.round(batch.total.astype(np.float64), 4)
+            ranked = sorted((-float(scores[j]), table.ids[r]) for j, r in enumerate(rows)
+                            if not batch.excluded[j] and scores[j] > rules.min_score)[: rules.top_k]
+            pairs |= {(item_id, oid) if kind == "need" else (oid, item_id) for _, oid in ranked}
+    return pairs
+
+
+@pytest.mark.parametrize("top_k,min_score", [(1, 0.0), (3, 0.2), (5, 0.45)])
+def test_lists_compared_by_wording_only_where_it_can_matter_equal_lists_scored_in_full(top_k: int, min_score: float,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = make_rules(top_k=top_k, min_score=min_score)
+    docs = catalog(300, seed=8, topics=12)
+    compared = [0, 0]  # pairs compared by wording, pairs scored
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        batch = score_against(*args, **kwargs)
+        compared[0] += int(batch.resolved.sum()) if batch.resolved is not None else len(batch.total)
+        compared[1] += len(batch.total)
+        return batch
+
+    monkeypatch.setattr(lists, "score_against", counting)
+    assert oracle(docs, rules, CENTRING.centroids) == brute_force_oracle(docs, rules)
+    assert compared[0] < compared[1] / 2, compared  # most pairs were settled by their bounds
+
+
+def test_bounded_scoring_gives_true_bounds_and_the_exact_totals_where_asked() -> None:
+    rules = make_rules()
+    index = ItemIndex(rules)
+    for doc in catalog(200, seed=9):
+        index.put(doc)
+    table = index.tables["offer"]
+    cset = table.take(table.rows())
+    query = index.prepared("need", "n0")
+    full = score_against(query, cset, rules, CENTRING.centroids)
+    seen: dict[str, np.ndarray] = {}
+
+    def every_other(lower: np.ndarray, upper: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+        seen.update(lower=lower, upper=upper)
+        return np.arange(len(lower)) % 2 == 0
+
+    bounded = score_against(query, cset, rules, CENTRING.centroids, text_where=every_other)
+    live = ~full.excluded
+    assert np.all(seen["lower"][live] <= full.total[live]) and np.all(full.total[live] <= seen["upper"][live])
+    assert np.any(seen["lower"][live] < seen["upper"][live])  # wording could have moved some totals
+    asked = np.flatnonzero((np.arange(len(cset.items)) % 2 == 0) & live)
+    assert bounded.resolved is not None and bounded.resolved[asked].all() and not bounded.resolved[1::2].any()
+    assert np.array_equal(bounded.total[asked], full.total[asked])  # bit for bit
+    assert bounded.score(int(asked[0])) == full.score(int(asked[0]))
+    with pytest.raises(ValueError, match="only bounded"):
+        bounded.score(int(np.flatnonzero(live & ~bounded.resolved)[0]))
