@@ -101,7 +101,7 @@ def han_chars(text: str) -> list[str]:
     return _HAN.findall(text)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # repeats are a scoring call's or an evaluation's: a big cache holds every text twice
 def normalize(text: str) -> str:
     return " ".join(tokens(text))
 
