@@ -98,7 +98,7 @@ def bench_index() -> float:
         computed = 0
         for key in events:
             # every passing candidate, scored in full (floor -inf: no pair is left to its bounds)
-            ids, scores = book._scores(key[0], key[1], datetime.now(UTC), lambda _, rows: np.full(len(rows), -np.inf))
+            ids, scores, _ = book._scores(key[0], key[1], datetime.now(UTC), lambda _, rows: np.full(len(rows), -np.inf))
             neighbourhood = [key] + [(other(key[0]), ids[j]) for j in np.flatnonzero(scores >= 0)]
             for target in neighbourhood:
                 owned.add(target[1])

@@ -54,11 +54,14 @@ class CandidateConfig:
     """How many neighbours are rescored per list (`SSMATCH_MATCHER_CANDIDATES`), and below how many
     open items of a kind every item is scored instead (`SSMATCH_MATCHER_EXACT_BELOW`; 0 forces the
     ANN path, a huge number forces exact mode). When an item farther than the neighbours could still
-    beat the list's K-th pair (`score_bound`), the search widens (×4, at most `widen` times)."""
+    beat the list's K-th pair (`score_bound`), the search widens (×4, at most `widen` times).
+    `reserve`: how many pairs past the K-th each list keeps in memory, so that a member leaving is
+    replaced from them instead of by a recomputation (see `ListBook.updated`)."""
 
     candidates: int = 200
     exact_below: int = 2000
     widen: int = 2
+    reserve: int = 5
 
 
 def score_bound(rules: Rules, cosine: float) -> float:

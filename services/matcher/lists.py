@@ -67,6 +67,22 @@ def rank_key(score: float, item_id: str) -> tuple[float, str]:
     return (-score, item_id)
 
 
+@dataclass(frozen=True)
+class Pool:
+    """What a worker knows of one owned list beyond what it sent: the best pairs down to `bound`
+    (the top_k entries and up to `reserve` more), so that a member leaving can be replaced from the
+    pool instead of by a recomputation. Every passing item ranking at least as well as `bound`
+    (a `rank_key`) is in `scores`; `bound` None: every passing candidate is."""
+
+    scores: dict[str, float]
+    bound: tuple[float, str] | None
+
+    @classmethod
+    def of(cls, state: ListState, top_k: int) -> Pool:
+        """The pool a list's sent state alone implies (a list taken over, or written by another path)."""
+        return cls({oid: e.score for oid, e in state.entries.items()}, state.worst() if len(state.entries) >= top_k else None)
+
+
 def is_usable(doc: dict[str, Any] | None, now_ts: float) -> bool:
     if doc is None or doc.get("status") != "open":
         return False
@@ -171,10 +187,12 @@ class ListBook:
         self.centroids = centroids
         self.owns = owns
         self.lists: dict[Key, ListState] = {}
-        self._holders: dict[Key, set[Key]] = {}  # (kind, id) → owned lists that hold it
+        self._pools: dict[Key, Pool] = {}  # owned list → what is known of it (see Pool)
+        self._holders: dict[Key, set[Key]] = {}  # (kind, id) → owned lists whose pool holds it
+        self.keep = rules.top_k + self.config.reserve  # pairs a pool keeps
         # scores of the items changed in the current settle against their candidates, from `affected`
         # (ids, rounded scores, -1 where failing): reused by their own lists and by `updated`
-        self._fresh: dict[Key, tuple[dict[str, int], list[str], np.ndarray]] = {}
+        self._fresh: dict[Key, tuple[dict[str, int], list[str], np.ndarray, float]] = {}
         self.recomputed = self.derived = 0  # how lists were settled (the bench and tests read them)
 
     def forget_scores(self) -> None:
@@ -182,26 +200,42 @@ class ListBook:
         self._fresh.clear()
 
     def set_list(self, key: Key, state: ListState) -> None:
-        old = self.lists.get(key)
-        for oid in (old.entries if old else {}):
-            self._holders.get((other(key[0]), oid), set()).discard(key)
+        """The list as sent. Its pool is kept when it leads with exactly these entries (the pool this
+        book derived the state from), else it is what the state alone implies."""
         self.lists[key] = state
-        for oid in state.entries:
-            self._holders.setdefault((other(key[0]), oid), set()).add(key)
+        pool = self._pools.get(key)
+        if pool is None or self._head(pool) != set(state.entries):
+            self._set_pool(key, Pool.of(state, self.rules.top_k))
+
+    def _head(self, pool: Pool) -> set[str]:
+        return set(sorted(pool.scores, key=lambda oid: rank_key(pool.scores[oid], oid))[: self.rules.top_k])
+
+    def _set_pool(self, key: Key, pool: Pool | None) -> None:
+        them = other(key[0])
+        old = self._pools.pop(key, None)
+        for oid in (old.scores if old else {}):
+            self._holders.get((them, oid), set()).discard(key)
+        if pool is not None:
+            self._pools[key] = pool
+            for oid in pool.scores:
+                self._holders.setdefault((them, oid), set()).add(key)
 
     def forget(self, keys: list[Key]) -> None:
         for key in keys:
-            self.set_list(key, ListState())
-            del self.lists[key]
+            self._set_pool(key, None)
+            self.lists.pop(key, None)
 
-    def _scores(self, kind: str, item_id: str, now: datetime, floor_of: FloorOf | None = None) -> tuple[list[str], np.ndarray]:
+    def _scores(self, kind: str, item_id: str, now: datetime, floor_of: FloorOf | None = None) -> tuple[list[str], np.ndarray, float]:
         """Rounded scores of the item against its candidates of the other kind; -1 where excluded, not
         above min_score, or unable to matter. Candidates are every open item below `exact_below`, else the
         item's ANN neighbours, widened while an item beyond them could still enter the top_k (`score_bound`).
 
         A score matters if it can be among the item's own top_k, or reach the floor `floor_of` gives a
         candidate (what it takes to enter or stay in that candidate's list). Only those pairs are
-        compared by wording (see `text_where`): the others are known to fall short from their bounds."""
+        compared by wording (see `text_where`): the others are known to fall short from their bounds.
+
+        Also returns the score above which every passing item is among the candidates: -inf when
+        all were scored, else `score_bound` at the farthest candidate."""
         them = other(kind)
         n = self.index.open_count(them)
         exact = n < self.config.exact_below
@@ -210,25 +244,26 @@ class ListBook:
         for attempt in range(self.config.widen + 1):
             ids, cset = self.index.candidates(them, query, self.centroids, count)
             if not ids:
-                return ids, np.zeros(0, dtype=np.float64)
+                return ids, np.zeros(0, dtype=np.float64), -np.inf
             batch = score_against(query, cset, self.rules, self.centroids, now, self._text_where(ids, floor_of))
             scores = np.round(batch.total.astype(np.float64), 4)
             unresolved = ~batch.resolved if batch.resolved is not None else False
             scores[batch.excluded | unresolved | (scores <= self.rules.min_score)] = -1.0
-            if count is None or count >= n or attempt == self.config.widen:
-                return ids, scores
+            if count is None or count >= n:
+                return ids, scores, -np.inf
+            beyond = score_bound(self.rules, float(batch.cosine.min()))
             passing = np.sort(scores[scores >= 0])[::-1]
             kth = float(passing[self.rules.top_k - 1]) if len(passing) >= self.rules.top_k else self.rules.min_score
-            if score_bound(self.rules, float(batch.cosine.min())) <= kth:
-                return ids, scores
+            if beyond <= kth or attempt == self.config.widen:
+                return ids, scores, beyond
             count *= 4
         raise AssertionError("unreachable")
 
     def _text_where(self, ids: list[str], floor_of: FloorOf | None) -> TextWhere:
         """Which pairs `_scores` needs exactly, from their bounds: those that could pass min_score and
-        either rank among the best top_k (above the top_k-th best lower bound) or reach their floor.
+        either rank among the pool's best (above its `keep`-th best lower bound) or reach their floor.
         A margin of one rounding step keeps the comparison safe after scores are rounded to 4 places."""
-        top_k, min_score, margin = self.rules.top_k, self.rules.min_score, 1e-4
+        top_k, min_score, margin = self.keep, self.rules.min_score, 1e-4  # the pool's pairs, not only the sent ones
 
         def where(lower: np.ndarray, upper: np.ndarray, excluded: np.ndarray) -> np.ndarray:
             live = ~excluded & (upper > min_score - margin)
@@ -251,10 +286,20 @@ class ListBook:
             return {}
         self.recomputed += 1
         fresh = self._fresh.get(key)
-        ids, scores = (fresh[1], fresh[2]) if fresh is not None else self._scores(kind, item_id, now)
+        ids, scores, beyond = (fresh[1], fresh[2], fresh[3]) if fresh is not None else self._scores(kind, item_id, now)
         passing = np.flatnonzero(scores >= 0)
-        ranked = sorted(passing, key=lambda j: rank_key(float(scores[j]), ids[j]))[: self.rules.top_k]
-        return {ids[j]: self._entry(key, ids[j], float(scores[j])) for j in ranked}
+        ranked = sorted(passing, key=lambda j: rank_key(float(scores[j]), ids[j]))
+        kept = ranked[: self.keep]
+        known = [rank_key(float(scores[j]), ids[j]) for j in kept]
+        # the pool is known down to its last pair if more pass, and (ANN) down to what no item beyond
+        # the candidates can reach; never above the K-th pair, which is what is sent either way
+        bound = known[-1] if len(ranked) > self.keep else None
+        if beyond > -np.inf and known:
+            certified = max((-(beyond + 1e-4), ""), known[min(self.rules.top_k, len(known)) - 1])  # + a rounding step
+            bound = certified if bound is None else min(bound, certified)
+        if self.owns(*key):  # only owned lists keep a pool
+            self._set_pool(key, Pool({ids[j]: float(scores[j]) for j in kept}, bound))
+        return {ids[j]: self._entry(key, ids[j], float(scores[j])) for j in kept[: self.rules.top_k]}
 
     def _entry(self, key: Key, oid: str, score: float) -> Entry:
         kind, item_id = key
@@ -264,41 +309,52 @@ class ListBook:
 
     def updated(self, key: Key, changed: list[Key], now: datetime | None = None) -> dict[str, Entry]:
         """`key`'s list after the items `changed` changed (the index already holds them, and `affected`
-        scored each against its candidates). Derived from the list as it was when that is exact:
+        scored each against its candidates). Derived from the list's pool when that is exact:
 
         - every other item keeps its score with `key` (it did not change), so only the changed items
-          move: each leaves the list and re-enters at its fresh score if it passes;
-        - if the old list was full, an item outside it ranked below its worst entry; so the result is
-          exact when its last entry still ranks at least as well as that old worst entry. When the old
-          list was not full, every passing candidate was in it, and the result is exact as it is.
+          move: each leaves the pool and re-enters at its fresh score if it passes;
+        - every passing item ranking at least as well as the pool's bound was in the pool, so after the
+          moves the pool's entries down to that bound are still exactly the best ones, in order. When
+          at least `top_k` of them remain, the list is their head: a member that left is replaced
+          from the reserve. When the pool held every passing candidate, it is exact as it is.
 
-        Otherwise (a member fell below the old worst, or left, and the list is full) only a
-        recomputation can say what fills the slot: `top_k`. So is the item's own change."""
+        Otherwise (fewer than `top_k` known) only a recomputation can say what fills the slot: `top_k`.
+        So is the item's own change."""
         now = now or datetime.now(UTC)
         kind, item_id = key
         state = self.lists.get(key)
-        if state is None or key in changed:
+        pool = self._pools.get(key)
+        if state is None or pool is None or key in changed:
             return self.top_k(key, now)
         if not is_usable(self.index.get(kind, item_id), now.timestamp()):
+            self._set_pool(key, Pool({}, None))
             return {}
         them = other(kind)
-        pool = {oid: e.score for oid, e in state.entries.items()}
+        scores = dict(pool.scores)
         moved: set[str] = set()
         for ck, cid in changed:
             if ck != them:
                 continue
-            was_member = pool.pop(cid, None) is not None
+            was_member = scores.pop(cid, None) is not None
             score = self._pair_score((ck, cid), key, now, was_member)
             if score is not None and score >= 0:
-                pool[cid] = score
+                scores[cid] = score
                 moved.add(cid)
-        ranked = sorted(pool, key=lambda oid: rank_key(pool[oid], oid))[: self.rules.top_k]
-        if len(state.entries) >= self.rules.top_k:
-            worst = state.worst()
-            if len(ranked) < self.rules.top_k or rank_key(pool[ranked[-1]], ranked[-1]) > worst:
+        ranked = sorted(scores, key=lambda oid: rank_key(scores[oid], oid))
+        bound = pool.bound
+        if bound is not None:
+            ranked = [oid for oid in ranked if rank_key(scores[oid], oid) <= bound]  # what is still known
+            if len(ranked) < self.rules.top_k:
                 return self.top_k(key, now)
+        if len(ranked) > self.keep:
+            cut = ranked[self.keep - 1]
+            bound = rank_key(scores[cut], cut) if bound is None else min(bound, rank_key(scores[cut], cut))
+            ranked = ranked[: self.keep]
+        self._set_pool(key, Pool({oid: scores[oid] for oid in ranked}, bound))
         self.derived += 1
-        return {oid: (self._entry(key, oid, pool[oid]) if oid in moved else state.entries[oid]) for oid in ranked}
+        head = ranked[: self.rules.top_k]
+        return {oid: (state.entries[oid] if oid in state.entries and oid not in moved else self._entry(key, oid, scores[oid]))
+                for oid in head}
 
     def _pair_score(self, changed: Key, key: Key, now: datetime, was_member: bool) -> float | None:
         """The changed item's fresh score with `key` (-1 failing), None when it cannot be in `key`'s list.
@@ -319,7 +375,7 @@ class ListBook:
         return -1.0 if bool(batch.excluded[0]) or score <= self.rules.min_score else score
 
     def affected(self, key: Key, now: datetime | None = None) -> set[Key]:
-        """Owned lists a change of `key` can alter: its own, those holding it, those it now enters."""
+        """Owned lists a change of `key` can alter: its own, those whose pool holds it, those it now enters."""
         now = now or datetime.now(UTC)
         kind, item_id = key
         out: set[Key] = set(self._holders.get(key, set()))
@@ -327,38 +383,35 @@ class ListBook:
             out.add(key)
         if not is_usable(self.index.get(kind, item_id), now.timestamp()):
             return out
-        ids, scores = self._scores(kind, item_id, now, self._floors(kind, out))
-        self._fresh[key] = ({oid: j for j, oid in enumerate(ids)}, ids, scores)
+        ids, scores, beyond = self._scores(kind, item_id, now, self._floors(kind, out))
+        self._fresh[key] = ({oid: j for j, oid in enumerate(ids)}, ids, scores, beyond)
         for j in np.flatnonzero(scores >= 0):
             target = (other(kind), ids[j])
             if target in out or not self.owns(*target):
                 continue
-            state = self.lists.get(target)
-            if state is None or len(state.entries) < self.rules.top_k:
-                out.add(target)
-                continue
-            if rank_key(float(scores[j]), item_id) < state.worst():
+            pool = self._pools.get(target)
+            if pool is None or pool.bound is None or rank_key(float(scores[j]), item_id) <= pool.bound:
                 out.add(target)
         return out
 
 
     def _floors(self, kind: str, holders: set[Key]) -> FloorOf:
         """For candidates of a changed item of `kind`: the lowest score at which its pair with each one
-        can change that candidate's list. A list that holds the item needs its new score whatever it
-        is; an owned list that is not full admits any passing score; a full one only a score reaching
-        its worst entry; a list this worker does not own is not its business."""
-        them, top_k, min_score = other(kind), self.rules.top_k, self.rules.min_score
+        can change that candidate's pool. A pool that holds the item needs its new score whatever it
+        is; a complete one (or an owned list without a pool yet) any passing score; any other one a
+        score reaching its bound; a list this worker does not own is not its business."""
+        them, min_score = other(kind), self.rules.min_score
 
         def floor_of(ids: list[str], rows: np.ndarray) -> np.ndarray:
             out = np.full(len(rows), np.inf)
             for pos, j in enumerate(rows):
                 target = (them, ids[j])
-                state = self.lists.get(target)
+                pool = self._pools.get(target)
                 if target in holders:
                     out[pos] = -np.inf
-                elif state is not None and len(state.entries) >= top_k:
-                    out[pos] = -state.worst()[0]
-                elif state is not None or self.owns(*target):
+                elif pool is not None and pool.bound is not None:
+                    out[pos] = -pool.bound[0]
+                elif pool is not None or self.owns(*target):
                     out[pos] = min_score
             return out
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from services.matcher.candidates import CandidateConfig
-from services.matcher.lists import oracle
+from services.matcher.lists import ListBook, oracle, rank_key
 from ssmatch.events import ItemWithdrawnPayload
 from tests.helpers import item_payload
 from tests.unit.matcher.conftest import CENTRING, direction, make_rules
@@ -160,11 +160,18 @@ async def test_lists_derived_from_fresh_scores_equal_lists_recomputed_after_ever
         events, vectors = random_events(rng, n_items=30, n_events=70)
         cluster = cluster_factory(workers=1, rules=make_rules(top_k=3, min_score=0.2), vectors=vectors)
         worker = cluster.workers[0]
+        book = worker.book
+        # a second book over the same index that owns nothing: it recomputes without touching any pool
+        checker = ListBook(book.index, book.rules, book.centroids, owns=lambda *_: False, config=book.config)
         for n, event in enumerate(events):
             await cluster.deliver(event)
-            derived, recomputed = worker.book.derived, worker.book.recomputed
-            for key, state in list(worker.book.lists.items()):
-                assert state.entries == worker.book.top_k(key), f"seed {seed}, event {n}: list {key} drifted"
-            worker.book.derived, worker.book.recomputed = derived, recomputed
-        assert worker.book.derived > worker.book.recomputed / 2, (worker.book.derived, worker.book.recomputed)
+            for key, state in list(book.lists.items()):
+                assert state.entries == checker.top_k(key), f"seed {seed}, event {n}: list {key} drifted"
+                # the pool (the sent entries and the reserve behind them) is the true ranking down to its bound
+                ids, scores, _ = checker._scores(*key, datetime.now(UTC), lambda _, rows: np.full(len(rows), -np.inf))
+                truth = sorted(rank_key(float(scores[j]), ids[j]) for j in np.flatnonzero(scores >= 0))
+                pool = book._pools[key]
+                held = sorted(rank_key(score, oid) for oid, score in pool.scores.items())
+                assert held == [r for r in truth if pool.bound is None or r <= pool.bound][: book.keep], f"seed {seed}, event {n}: pool {key}"
+        assert book.derived > 3 * book.recomputed, (book.derived, book.recomputed)  # the reserve replaces members that leave
         assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids), f"seed {seed}"
