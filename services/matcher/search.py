@@ -194,8 +194,9 @@ def one_blas_thread() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Corpus:
-    """What a search ranks: ids and unit vectors of the open items (rows aligned), and each item's
-    filter fields by id. A snapshot: the searching thread never sees it change."""
+    """What a search ranks: ids and unit vectors of the open items (rows aligned), a snapshot the
+    searching thread never sees change, and each item's filter fields by id (read one entry at a time:
+    the matcher's live documents may be given)."""
 
     ids: list[str]
     matrix: np.ndarray
