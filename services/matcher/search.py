@@ -218,7 +218,8 @@ def answer(questions: list[Question], vectors: QueryVectors) -> list[Nearest | E
     """The answers to a batch of questions, in order: the queries not yet known are embedded in one
     call, and the questions on one corpus ranked by one matrix product (one pass over its vectors for
     the batch: the product is memory-bound). `Expired` for a query whose caller's deadline passed
-    before it was embedded."""
+    before it was embedded. A similarity may differ from one-at-a-time's in its 7th digit (~1e-7:
+    OpenBLAS sums in an order that depends on the query's place in the batch, measured)."""
     asked: dict[str, float | None] = {}
     for x in questions:
         held = asked.get(x.q, x.deadline)

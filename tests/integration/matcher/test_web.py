@@ -251,9 +251,11 @@ def test_search_by_meaning_ranks_open_items_within_the_filters_and_answers_concu
             return [a.json() for a in answers]
 
     together = asyncio.run(concurrently())
-    assert together[0] == together[3]  # the same question in one batch: one answer
     alone = stack.call("POST", "/v1/search", stack.office.token, json={**search, "q": "formação de professores"}).json()
-    assert [h["id"] for h in together[1]["items"]] == [h["id"] for h in alone["items"]]
+    for one, other in ((together[0], together[3]), (together[1], alone)):  # a batch's product may differ in the 7th digit
+        assert [h["id"] for h in one["items"]] == [h["id"] for h in other["items"]]
+        assert [h["similarity"] for h in one["items"]] == pytest.approx([h["similarity"] for h in other["items"]], abs=1e-5)
+        assert one["corpus"]["size"] == other["corpus"]["size"] and one["corpus"]["mean"] == pytest.approx(other["corpus"]["mean"], abs=1e-5)
 
 
 # ---- the OpenAPI document under schemathesis ------------------------------------------------------
