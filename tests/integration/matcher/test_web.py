@@ -221,6 +221,43 @@ def test_hostile_inputs_get_a_clear_4xx_in_the_contract_shape(stack: Stack) -> N
     assert ok.status_code == 200 and 0 <= ok.json()["score"] <= 1
 
 
+# ---- search by meaning --------------------------------------------------------------------------
+
+def test_search_by_meaning_ranks_open_items_within_the_filters_and_answers_concurrent_callers_alike(stack: Stack) -> None:
+    """The view's batches (one thread, one embedding call and one product per batch) answer as one
+    search at a time does; a withdrawn item is never found; a filter that leaves nothing finds nothing."""
+    search = {"q": "semences résistantes à la sécheresse pour petits exploitants", "kind": "need", "k": 10}
+    found: dict[str, Any] = {}
+
+    def need_found() -> bool:  # the matcher embeds new items in the background; its snapshot is ≤ 1 s old
+        r = stack.call("POST", "/v1/search", stack.office.token, json=search)
+        assert r.status_code == 200, r.text
+        found.update(r.json())
+        return stack.need_id in [h["id"] for h in found["items"]]
+
+    wait_until(need_found, 120, "the need to be found by meaning", [stack.child])
+    assert stack.withdrawn_id not in [h["id"] for h in found["items"]]
+    assert found["corpus"]["size"] >= 1 and all(-1 <= h["similarity"] <= 1 for h in found["items"])
+    only = stack.call("POST", "/v1/search", stack.office.token, json={**search, "filters": {"sectors": ["agriculture"], "country": ["MWI"]}}).json()
+    assert stack.need_id in [h["id"] for h in only["items"]]
+    none = stack.call("POST", "/v1/search", stack.office.token, json={**search, "filters": {"country": ["FJI"]}}).json()
+    assert none["items"] == []
+
+    async def concurrently() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=stack.url, headers={"Authorization": f"Bearer {stack.office.token}"}, timeout=60) as client:
+            queries = [search["q"], "formação de professores", "水资源管理", search["q"], "seed multiplication training"]
+            answers = await asyncio.gather(*(client.post("/v1/search", json={**search, "q": q}) for q in queries))
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            return [a.json() for a in answers]
+
+    together = asyncio.run(concurrently())
+    alone = stack.call("POST", "/v1/search", stack.office.token, json={**search, "q": "formação de professores"}).json()
+    for one, other in ((together[0], together[3]), (together[1], alone)):  # a batch's product may differ in the 7th digit
+        assert [h["id"] for h in one["items"]] == [h["id"] for h in other["items"]]
+        assert [h["similarity"] for h in one["items"]] == pytest.approx([h["similarity"] for h in other["items"]], abs=1e-5)
+        assert one["corpus"]["size"] == other["corpus"]["size"] and one["corpus"]["mean"] == pytest.approx(other["corpus"]["mean"], abs=1e-5)
+
+
 # ---- the OpenAPI document under schemathesis ------------------------------------------------------
 
 FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,

@@ -3,13 +3,20 @@ store-query evaluation the word index shares with the page check."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
 import numpy as np
 import pytest
+from aiohttp import web
 
 from services.catalog.adapters.word_index import UnsupportedFilter, passes
 from services.catalog.domain.search import MeaningHit, MeaningResult, analyse_query, fuse, matched_words, matches_all
 from services.matcher.search import nearest
 from services.matcher.search import passes as meaning_passes
+from ssmatch.stack.processes import free_port
 
 DOC = {"title": "Sécurité alimentaire", "description": "建立移民统计数据库 والتدريب", "keywords": ["école"]}
 
@@ -97,35 +104,80 @@ def test_query_vectors_embed_a_repeated_query_once() -> None:
     assert vectors.hits_total == 2
 
 
+@contextlib.asynccontextmanager
+async def fake_matcher(answer: Callable[[dict[str, Any]], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """A matcher's `POST /v1/search` on a real port, answering with `answer(body)`; yields its URL."""
+
+    async def view(request: web.Request) -> web.Response:
+        return await answer(await request.json())
+
+    app = web.Application()
+    app.router.add_post("/v1/search", view)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 async def test_the_catalog_asks_the_matcher_once_per_question_within_its_cache_time() -> None:
-    import asyncio
-
-    import httpx
-
     from services.catalog.adapters import meaning as meaning_adapter
 
-    asked: list[dict[str, object]] = []
+    asked: list[dict[str, Any]] = []
 
-    async def matcher(request: httpx.Request) -> httpx.Response:
-        asked.append(__import__("json").loads(request.content))
+    async def matcher(body: dict[str, Any]) -> web.Response:
+        asked.append(body)
         await asyncio.sleep(0.01)
-        return httpx.Response(200, json={"items": [{"id": "a", "similarity": 0.9}], "corpus": {"mean": 0.8, "std": 0.01, "size": 100}})
+        return web.json_response({"items": [{"id": "a", "similarity": 0.9}], "corpus": {"mean": 0.8, "std": 0.01, "size": 100}})
 
-    client = meaning_adapter.MeaningClient("http://matcher")
-    client._client = httpx.AsyncClient(base_url="http://matcher", transport=httpx.MockTransport(matcher))
+    async with fake_matcher(matcher) as url:
+        client = meaning_adapter.MeaningClient(url)
+        try:
+            same = await asyncio.gather(*(client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t") for _ in range(5)))
+            assert len(asked) == 1 and all(r == same[0] for r in same)  # concurrent askers share one request
+            assert same[0].hits[0].id == "a" and same[0].corpus_size == 100
+            await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "other caller")
+            assert len(asked) == 1 and client.cache_hits_total == 1  # the answer does not depend on the caller
+            await client.nearest("offer", "eau potable", 10, {"sectors": ["health"]}, "t")
+            assert len(asked) == 2 and asked[1]["filters"] == {"sectors": ["health"]}  # other filters: another question
+            for key, (_, held) in list(client._cache.items()):
+                client._cache[key] = (0.0, held)
+            await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t")
+            assert len(asked) == 3  # expired: asked again
+        finally:
+            await client.close()
+
+
+async def test_a_matcher_that_fails_refuses_or_talks_nonsense_is_a_reason_never_a_crash() -> None:
+    from services.catalog.adapters.meaning import MeaningClient, MeaningUnavailable
+
+    replies = iter([web.json_response({"error": "busy"}, status=503), web.Response(text="not json", content_type="application/json"),
+                    web.json_response({"items": [{"similarity": 0.9}]}), web.json_response(["a list"])])
+
+    async def matcher(body: dict[str, Any]) -> web.Response:
+        if body["q"] == "slow":  # longer than the client's timeout
+            await asyncio.sleep(1.5)
+            return web.json_response({"items": []})
+        return next(replies)
+
+    async with fake_matcher(matcher) as url:
+        client = MeaningClient(url, timeout_s=0.3)
+        try:
+            for q, reason in (("a", "HTTP 503"), ("b", "not understood"), ("c", "not understood"), ("d", "not understood"), ("slow", "did not answer")):
+                with pytest.raises(MeaningUnavailable, match=reason):
+                    await client.nearest("need", q, 5, {}, None)
+            assert client.failures_total == 5
+        finally:
+            await client.close()
+    nobody = MeaningClient(f"http://127.0.0.1:{free_port()}")
     try:
-        same = await asyncio.gather(*(client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t") for _ in range(5)))
-        assert len(asked) == 1 and all(r == same[0] for r in same)  # concurrent askers share one request
-        await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "other caller")
-        assert len(asked) == 1 and client.cache_hits_total == 1  # the answer does not depend on the caller
-        await client.nearest("offer", "eau potable", 10, {"sectors": ["health"]}, "t")
-        assert len(asked) == 2  # other filters: another question
-        for key, (_, held) in list(client._cache.items()):
-            client._cache[key] = (0.0, held)
-        await client.nearest("offer", "eau potable", 10, {"sectors": ["water"]}, "t")
-        assert len(asked) == 3  # expired: asked again
+        with pytest.raises(MeaningUnavailable, match="did not answer"):
+            await nobody.nearest("need", "x", 5, {}, None)
     finally:
-        await client.close()
+        await nobody.close()
 
 
 def test_a_query_past_its_caller_s_budget_is_not_embedded_but_a_known_one_is_still_answered() -> None:
