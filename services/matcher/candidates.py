@@ -85,7 +85,8 @@ class KindTable:
         self.ids = np.empty(0, dtype=object)  # str, None in a free slot
         self.items = np.empty(0, dtype=object)  # Prepared, None in a free slot
         self.texts = np.empty(0, dtype=object)  # the prepared (normalised) text compared by wording
-        self.blocks: list[tuple[str, ...]] = []  # ANN blocks each slot is in (see item_blocks)
+        self.blocks: list[tuple[str, ...]] = []
+        self._block_sets: dict[tuple[str, ...], tuple[str, ...]] = {}  # ANN blocks each slot is in (see item_blocks)
         self.slot_of: dict[str, int] = {}
         self._free: list[int] = []
         self.lang_codes: list[str | None] = []
@@ -174,7 +175,8 @@ class KindTable:
         self.orgs[slot] = p.item.organization_id
         self.countries[slot] = p.item.country
         self.has_delivery[slot] = bool(p.delivery)
-        old_blocks, self.blocks[slot] = self.blocks[slot], item_blocks(p)
+        blocks = item_blocks(p)
+        old_blocks, self.blocks[slot] = self.blocks[slot], self._block_sets.setdefault(blocks, blocks)  # shared tuples
         self._ann_put(slot, old_blocks)
         return slot
 

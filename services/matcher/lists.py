@@ -129,8 +129,12 @@ class ItemIndex:
         if doc.get("status") == "withdrawn" and "title" not in doc and held is not None:
             doc = {**held, "embedding": self.embedding(kind, item_id), "status": "withdrawn", "revision": doc["revision"]}
         if doc.get("status") == "open":
-            self.tables[kind].put(item_id, self._prepare(doc))
-            doc = {k: v for k, v in doc.items() if k != "embedding"}
+            prepared = self._prepare(doc)
+            self.tables[kind].put(item_id, prepared)
+            # the document's lists that equal the prepared item's are that same list object, not a
+            # second copy (read-only on both sides; ~0.4 KB an item)
+            item = prepared.item.__dict__
+            doc = {k: (item[k] if isinstance(v, list) and item.get(k) == v else v) for k, v in doc.items() if k != "embedding"}
         else:
             self.tables[kind].drop(item_id)
         self.docs[kind][item_id] = doc

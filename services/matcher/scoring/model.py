@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ def language_tag(tag: str) -> str | None:
     """The primary language subtag, lower-cased: `zh-CN`, `zh_Hans`, `ZH` -> `zh`; empty -> None.
     Scoring compares languages (centroids, shared working languages), not regional variants."""
     primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
-    return primary or None
+    return sys.intern(primary) if primary else None  # a handful of tags shared by every item
 
 
 class MatchItem(BaseModel):
