@@ -29,6 +29,9 @@ from services.matcher.scoring import CandidateSet, LanguageCentroids, Prepared, 
 CONNECTIVITY = 16
 EXPANSION_ADD = 256
 MIN_EXPANSION_SEARCH = 64
+# A search explores 4× the neighbours it returns: list recall at 50k synthetic items 0.982 with 2×,
+# 0.997 with 4×, for a list ~60% slower (measured; the missed pairs were near items HNSW left out)
+SEARCH_EXPANSION_FACTOR = 4
 ANN_BUILD_CHUNK = 8192  # rows centred and added at a time when an index is built in one batch
 PARALLEL_BUILD_FROM = 4096  # below this many rows a block is built on one thread: the same graph every time
 
@@ -291,7 +294,7 @@ class KindTable:
             index = indexes.get(block)
             if index is None or len(index) == 0:
                 continue
-            index.expansion_search = max(MIN_EXPANSION_SEARCH, 2 * count)  # type: ignore[misc]  # settable; the stub says read-only
+            index.expansion_search = max(MIN_EXPANSION_SEARCH, SEARCH_EXPANSION_FACTOR * count)  # type: ignore[misc]  # settable; the stub says read-only
             found: Any = index.search(q, count)
             keys.append(np.asarray(found.keys, dtype=np.int64))
             distances.append(np.asarray(found.distances, dtype=np.float32))
