@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ssmatch.events import ItemPayload
+from ssmatch.stack.processes import free_port
 
 T = TypeVar("T")
 
@@ -66,3 +68,13 @@ async def read_topic(bootstrap: str, topic: str, predicate: Callable[[Any], bool
         return found
     finally:
         await consumer.stop()
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve an aiohttp app on a free local port (a webhook receiver, a fake matcher); the caller
+    ends it with `await runner.cleanup()`."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port

@@ -21,7 +21,7 @@ from services.notify.channels.webhook import verify_signature
 from ssmatch.events import MatchDecidedPayload, make_event
 from ssmatch.mongo import make_client
 from ssmatch.stack.processes import free_port
-from tests.helpers import eventually, read_topic, uid
+from tests.helpers import eventually, read_topic, serve_app, uid
 from tests.integration.notify.conftest import known_to_notify, running_catalog
 
 pytestmark = [pytest.mark.integration]
@@ -48,10 +48,7 @@ async def test_decision_reaches_webhook_and_email_once_and_dead_webhooks_are_mar
 
     receiver = web.Application()
     receiver.router.add_post("/hook", hook)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    hook_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    runner, hook_port = await serve_app(receiver)
     mailbox = Mailbox()
     smtp_port = free_port()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port, ready_timeout=5)

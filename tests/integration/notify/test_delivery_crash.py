@@ -32,7 +32,7 @@ from services.notify.subscriptions import SubscriptionStore
 from ssmatch.events import MatchDecidedPayload, OrganizationPayload, make_event
 from ssmatch.mongo import make_client
 from ssmatch.stack.processes import free_port
-from tests.helpers import eventually, uid
+from tests.helpers import eventually, serve_app, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
@@ -71,10 +71,7 @@ async def test_sigkill_mid_delivery_then_restart_delivers_every_webhook_and_emai
 
     receiver = web.Application()
     receiver.router.add_post("/hook/{org}", hook)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    hook_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    runner, hook_port = await serve_app(receiver)
     mailbox, smtp_port = Mailbox(), free_port()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port, ready_timeout=5)
     smtp.start()

@@ -17,6 +17,7 @@ from services.catalog.domain.search import MeaningHit, MeaningResult, analyse_qu
 from services.matcher.search import nearest
 from services.matcher.search import passes as meaning_passes
 from ssmatch.stack.processes import free_port
+from tests.helpers import serve_app
 
 DOC = {"title": "Sécurité alimentaire", "description": "建立移民统计数据库 والتدريب", "keywords": ["école"]}
 
@@ -113,10 +114,7 @@ async def fake_matcher(answer: Callable[[dict[str, Any]], Awaitable[web.Response
 
     app = web.Application()
     app.router.add_post("/v1/search", view)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_app(app)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
