@@ -59,9 +59,12 @@ class EventConsumer:
         handler: Handler | None,
         name: str,
         batch_handler: BatchHandler | None = None,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
         """Give `handler` (one event at a time) or `batch_handler` (all valid events of one fetch,
-        in order; it must be idempotent, since a failed batch is retried whole)."""
+        in order; it must be idempotent, since a failed batch is retried whole). `fetch_max_wait_ms`
+        overrides the setting (a consumer off the latency-critical path can poll the broker less)."""
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
         self.batch_handler = batch_handler
@@ -103,7 +106,7 @@ class EventConsumer:
     async def _connect(self) -> None:
         async for attempt in forever("consumer cannot connect; retrying", 5.0, consumer=self.name):  # broker not up yet
             with attempt:
-                consumer = make_consumer(self.settings, self.group_id, *self.topics, client_id=self.name)
+                consumer = make_consumer(self.settings, self.group_id, *self.topics, client_id=self.name, fetch_max_wait_ms=self.fetch_max_wait_ms)
                 producer = make_producer(self.settings, client_id=f"{self.name}-dlq")
                 try:
                     await consumer.start()

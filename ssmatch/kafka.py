@@ -88,8 +88,9 @@ def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(settings: Settings, group_id: str, *topics: str, client_id: str) -> AIOKafkaConsumer:
-    """Group consumer with manual commits: offsets move only after the work is durably done."""
+def make_consumer(settings: Settings, group_id: str, *topics: str, client_id: str, fetch_max_wait_ms: int | None = None) -> AIOKafkaConsumer:
+    """Group consumer with manual commits: offsets move only after the work is durably done.
+    `fetch_max_wait_ms` overrides the setting for a consumer off the latency-critical path."""
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -99,7 +100,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, client_id: st
         auto_offset_reset="earliest",
         session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
         heartbeat_interval_ms=max(500, int(settings.kafka_session_timeout_s * 1000) // 3),
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
         max_poll_records=200,
     )
 

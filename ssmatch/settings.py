@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Kafka client tuning. Defaults suit real Kafka; the embedded launcher lowers the batch size
     # because Tansu reports wrong end offsets after multi-record batches (see STACK.md).
     kafka_fetch_max_wait_ms: int = Field(25, validation_alias=_env("SSMATCH_KAFKA_FETCH_MAX_WAIT_MS"))
+    # notify is off the path to a proposal: its consumer may wait longer, which spares an embedded
+    # broker that answers only at the wait about 40 empty fetches a second
+    notify_fetch_max_wait_ms: int = Field(250, gt=0, validation_alias=_env("SSMATCH_NOTIFY_FETCH_MAX_WAIT_MS"))
     kafka_producer_max_batch_bytes: int = Field(
         16384, validation_alias=_env("SSMATCH_KAFKA_PRODUCER_MAX_BATCH_BYTES")
     )

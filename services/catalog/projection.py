@@ -12,6 +12,7 @@ lifecycle state) are never touched. Events without `side` (older matchers) keep 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import ConsumerRecord
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 
 from ssmatch.consumer import EventConsumer
 from ssmatch.events import Envelope, MatchProposedPayload, MatchRetractedPayload
+from ssmatch.logging import correlation_id
 from ssmatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,11 +75,48 @@ def project(current: dict[str, Any] | None, payload: MatchProposedPayload | Matc
     return Projected(status="proposed" if held_by_any else "retracted", sides=sides, fields=fields)
 
 
-def match_projection(settings: Settings, store: CatalogStore) -> EventConsumer:
-    async def handle(envelope: Envelope, payload: BaseModel, _: ConsumerRecord) -> None:
-        if isinstance(payload, MatchProposedPayload):
-            await store.apply_match_proposed(payload, envelope.occurred_at)
-        elif isinstance(payload, MatchRetractedPayload):
-            await store.apply_match_retracted(payload, envelope.occurred_at)
+Sided = MatchProposedPayload | MatchRetractedPayload
 
-    return EventConsumer(settings, f"{settings.group_prefix}-catalog-matches", [MATCHES_TOPIC], handle, name="catalog-matches")
+
+def sided_update(current: dict[str, Any] | None, payload: Sided, occurred_at: datetime) -> dict[str, Any] | None:
+    """The `$set` one sided event makes on the match as `current` holds it (None: no change)."""
+    decision = project(current, payload)
+    if decision is None:
+        return None
+    update: dict[str, Any] = {**decision.fields, "status": decision.status, "sides": decision.sides}
+    if decision.status == "proposed" and isinstance(payload, MatchProposedPayload):
+        update["proposed_at"] = occurred_at
+    if decision.status == "retracted" and (current or {}).get("status") != "retracted":
+        update.update(retracted_reason=getattr(payload, "reason", "no longer proposed"), retracted_at=occurred_at)
+    return update
+
+
+def fold_updates(current: dict[str, Any] | None, events: list[tuple[Sided, datetime]]) -> dict[str, Any] | None:
+    """One `$set` equal to applying `events` (all of one match, in order) one after the other: the
+    projection of a batch writes each match once instead of once per event. Pure."""
+    state = current
+    merged: dict[str, Any] = {}
+    for payload, occurred_at in events:
+        update = sided_update(state, payload, occurred_at)
+        if update is None:
+            continue
+        merged.update(update)
+        state = {**(state or {"_id": payload.match_id}), **update}
+    return merged or None
+
+
+def match_projection(settings: Settings, store: CatalogStore) -> EventConsumer:
+    """The catalog's consumer of match events. A fetch's events are applied as one batch: each match
+    is read once and written once, whatever number of its events the batch holds, since a burst of
+    new items makes thousands of events and one round trip per event kept proposals waiting."""
+
+    async def handle_batch(batch: list[tuple[Envelope, BaseModel, ConsumerRecord]]) -> None:
+        token = correlation_id.set(batch[0][0].correlation_id)
+        try:
+            await store.apply_match_events([(payload, envelope.occurred_at) for envelope, payload, _ in batch
+                                            if isinstance(payload, MatchProposedPayload | MatchRetractedPayload)])
+        finally:
+            correlation_id.reset(token)
+
+    return EventConsumer(settings, f"{settings.group_prefix}-catalog-matches", [MATCHES_TOPIC], None, name="catalog-matches",
+                         batch_handler=handle_batch)

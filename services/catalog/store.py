@@ -14,16 +14,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId, Regex
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.catalog import org_events
 from services.catalog.domain import items as item_rules
 from services.catalog.domain.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.catalog.domain.items import etag_for, parse_if_match  # noqa: F401 - re-exported for older imports
+from services.catalog.domain.queue import FACET_FIELDS, match_facets
 from services.catalog.models import ItemFields, NeedCreate, OfferCreate, OrganizationCreate
-from services.catalog.projection import project, proposal_fields
+from services.catalog.projection import fold_updates, proposal_fields, sided_update
 from ssmatch import reference
 from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
 from ssmatch.events import (
@@ -516,27 +517,82 @@ class CatalogStore:
         """Read, decide with the pure `project`, write only if the match is still as read."""
         for _ in range(20):
             current = await self.matches.find_one({"_id": payload.match_id})
-            decision = project(current, payload)
-            if decision is None:
+            update = sided_update(current, payload, occurred_at)
+            if update is None:
                 return False
-            update: dict[str, Any] = {**decision.fields, "status": decision.status, "sides": decision.sides}
-            if decision.status == "proposed" and isinstance(payload, MatchProposedPayload):
-                update["proposed_at"] = occurred_at
-            if decision.status == "retracted" and (current or {}).get("status") != "retracted":
-                update.update(retracted_reason=getattr(payload, "reason", "no longer proposed"), retracted_at=occurred_at)
-            if current is None:
-                try:
-                    await self.matches.insert_one({"_id": payload.match_id, **update, "created_at": now()})
-                    return True
-                except DuplicateKeyError:
-                    continue
-            guard = {"_id": payload.match_id, "status": current["status"], "sides": current.get("sides")}
-            if "sides" not in current:
-                guard["sides"] = {"$exists": False}
-            res = await self.matches.update_one(guard, {"$set": update})
-            if res.modified_count:
+            if await self._write_match(current, payload.match_id, update):
                 return True
         raise RuntimeError(f"match {payload.match_id} kept changing under the projection")
+
+    async def _write_match(self, current: dict[str, Any] | None, match_id: str, update: dict[str, Any]) -> bool:
+        """Insert, or update only if the match is still as read (False: someone wrote in between)."""
+        if current is None:
+            try:
+                await self.matches.insert_one({"_id": match_id, **update, "created_at": now()})
+            except DuplicateKeyError:
+                return False
+            return True
+        res = await self.matches.update_one(self._as_read(current), {"$set": update})
+        return res.modified_count > 0
+
+    @staticmethod
+    def _as_read(current: dict[str, Any]) -> dict[str, Any]:
+        """A filter that matches the match only while its status and sides are as `current` holds them."""
+        return {"_id": current["_id"], "status": current["status"], "sides": current.get("sides", {"$exists": False})}
+
+    async def apply_match_events(self, events: list[tuple[MatchProposedPayload | MatchRetractedPayload, datetime]]) -> int:
+        """A batch of match events, same result as applying them one by one in order, in two round
+        trips: every match read at once, each written once (its events folded), all writes in one
+        unordered bulk. A match written by someone else in between (a broker's decision) is redone
+        event by event. Legacy events (no side) are applied one by one. Returns the matches written."""
+        if any(p.side is None or p.list_version is None for p, _ in events):
+            written = 0
+            for payload, at in events:
+                apply = self.apply_match_proposed if isinstance(payload, MatchProposedPayload) else self.apply_match_retracted
+                written += await apply(payload, at)  # type: ignore[arg-type]
+            return written
+        by_match: dict[str, list[tuple[MatchProposedPayload | MatchRetractedPayload, datetime]]] = {}
+        for payload, at in events:
+            by_match.setdefault(payload.match_id, []).append((payload, at))
+        current = {doc["_id"]: doc async for doc in self.matches.find({"_id": {"$in": list(by_match)}})}
+        updates = {match_id: update for match_id, its in by_match.items() if (update := fold_updates(current.get(match_id), its)) is not None}
+        await self._add_facets(updates, current, by_match)
+        ops: list[Any] = []
+        op_ids: list[str] = []
+        for match_id, update in updates.items():
+            held = current.get(match_id)
+            # a guarded upsert: if the match moved since it was read, the insert it falls back to is a
+            # duplicate key, which names the op that lost
+            ops.append(InsertOne({"_id": match_id, **update, "created_at": now()}) if held is None
+                       else UpdateOne(self._as_read(held), {"$set": update}, upsert=True))
+            op_ids.append(match_id)
+        if not ops:
+            return 0
+        lost: set[int] = set()
+        try:
+            await self.matches.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            lost = {int(e["index"]) for e in errors}
+        for i in sorted(lost):
+            for payload, at in by_match[op_ids[i]]:
+                await self._apply_sided(payload, at)
+        return len(ops)
+
+    async def _add_facets(self, updates: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]],
+                          by_match: dict[str, list[tuple[MatchProposedPayload | MatchRetractedPayload, datetime]]]) -> None:
+        """New matches (and ones whose item changed) get their filter facets with the write that makes
+        them, from one lookup per kind, instead of a second write by the background enricher."""
+        bare = [m for m in updates if current.get(m, {}).get("facets_v") is None]
+        if not bare:
+            return
+        ids = {kind: list({getattr(by_match[m][0][0], f"{kind}_id") for m in bare}) for kind in ("need", "offer")}
+        found = {kind: {d["_id"]: d async for d in self.items[kind].find({"_id": {"$in": ids[kind]}}, FACET_FIELDS)} for kind in ids}
+        for m in bare:
+            payload = by_match[m][0][0]
+            updates[m].update(match_facets(found["need"].get(payload.need_id), found["offer"].get(payload.offer_id)))
 
     async def get_match(self, match_id: str) -> dict[str, Any] | None:
         return await self.matches.find_one({"_id": match_id})

@@ -215,7 +215,7 @@ class MatcherService:
 
     async def _write_many(self, keys: list[Key], now: datetime | None = None, changed: list[Key] | None = None) -> int:
         """The steps of many lists at once: one scoring pass in a thread, the list documents written
-        concurrently, all events sent together, then marked sent. A list another writer moved is
+        in one bulk, all events sent together, then marked sent. A list another writer moved is
         redone alone (`_write`). With `changed` (the items whose change made these lists move), a list
         scored under the rules and centring in force is derived from what it was (`ListBook.updated`);
         without, every list is recomputed."""
@@ -241,10 +241,9 @@ class MatcherService:
         steps = await asyncio.to_thread(compute)
         if not steps:
             return 0
-        written = await asyncio.gather(*(
-            self.store.write_list(key, state.version, step, [f"{k.decode()}\n{v.decode()}" for k, v in records], {})
-            for key, state, step, records in steps
-        ))
+        written = await self.store.write_lists([
+            (key, state.version, step, [f"{k.decode()}\n{v.decode()}" for k, v in records]) for key, state, step, records in steps
+        ])
         records_out: list[Record] = []
         done: list[tuple[Key, int]] = []
         redo: list[Key] = []
@@ -257,7 +256,7 @@ class MatcherService:
             else:
                 redo.append(key)
         await self.send(records_out)
-        await asyncio.gather(*(self.store.mark_sent(key, version) for key, version in done))
+        await self.store.mark_sents(done)
         sent = len(records_out)
         for key in redo:
             self.book.lists.pop(key, None)

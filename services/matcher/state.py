@@ -129,19 +129,27 @@ class MatcherStore:
 
     async def write_list(self, key: Key, previous_version: int, state: ListState, pending: list[str], extra: dict[str, Any]) -> bool:
         """Compare-and-set on the version: False if another writer got there first."""
-        body = {
-            "version": state.version,
-            "entries": {oid: [e.score, e.need_revision, e.offer_revision] for oid, e in state.entries.items()},
-            "stamp": state.stamp, "pending": pending, "sent": not pending, **extra,
-        }
-        if previous_version == 0:
-            try:
-                res = await self.lists.update_one({"_id": list_id(key), "version": {"$exists": False}}, {"$set": body}, upsert=True)
-            except DuplicateKeyError:
-                return False
-            return True
-        res = await self.lists.update_one({"_id": list_id(key), "version": previous_version}, {"$set": body})
-        return res.modified_count > 0
+        return (await self.write_lists([(key, previous_version, state, pending)], extra))[0]
+
+    async def write_lists(self, steps: list[tuple[Key, int, ListState, list[str]]], extra: dict[str, Any] | None = None) -> list[bool]:
+        """`write_list` for many lists in one round trip: each a compare-and-set on its version, done
+        as a guarded upsert, so a list another writer moved is refused as a duplicate key (False)."""
+        ops = []
+        for key, previous_version, state, pending in steps:
+            body = {
+                "version": state.version,
+                "entries": {oid: [e.score, e.need_revision, e.offer_revision] for oid, e in state.entries.items()},
+                "stamp": state.stamp, "pending": pending, "sent": not pending, **(extra or {}),
+            }
+            guard = {"version": {"$exists": False}} if previous_version == 0 else {"version": previous_version}
+            ops.append(UpdateOne({"_id": list_id(key), **guard}, {"$set": body}, upsert=True))
+        return await self._bulk_refusals(self.lists, ops) if ops else []
+
+    async def mark_sents(self, steps: list[tuple[Key, int]]) -> None:
+        """`mark_sent` for many lists in one round trip."""
+        if steps:
+            await self.lists.bulk_write([UpdateOne({"_id": list_id(key), "version": version}, {"$set": {"sent": True, "pending": []}})
+                                         for key, version in steps], ordered=False)
 
     async def mark_sent(self, key: Key, version: int) -> None:
         await self.lists.update_one({"_id": list_id(key), "version": version}, {"$set": {"sent": True, "pending": []}})

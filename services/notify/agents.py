@@ -125,4 +125,5 @@ def notify_consumer(
         if await deliveries.add_many(planned) and on_planned:
             on_planned()
 
-    return EventConsumer(settings, f"{settings.group_prefix}-notify", TOPICS, None, name="notify", batch_handler=handle_batch)
+    return EventConsumer(settings, f"{settings.group_prefix}-notify", TOPICS, None, name="notify", batch_handler=handle_batch,
+                         fetch_max_wait_ms=settings.notify_fetch_max_wait_ms)

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.catalog.domain.errors import Conflict
-from services.catalog.domain.queue import decode_cursor, encode_cursor, match_facets
+from services.catalog.domain.queue import FACET_FIELDS, decode_cursor, encode_cursor, match_facets
 from services.catalog.models import QueueFilters
 from services.catalog.store import PRODUCER, CatalogStore
 from ssmatch import reference
@@ -34,7 +34,6 @@ SCORE_WINDOWS = (0.02, 0.08, 0.3, 1.01)
 AGE_WINDOWS_DAYS = (1, 7, 60, None)
 #: proposals a queue read enriches itself before answering; more wait for the background FacetEnricher
 READ_ENRICH_LIMIT = 50
-FACET_FIELDS = {"sdgs": 1, "sectors": 1, "modalities": 1, "languages": 1, "country": 1, "created_at": 1, "gender_responsive": 1}
 
 
 def now() -> datetime:

@@ -27,6 +27,10 @@ def regions_of(country_code: str | None) -> list[str]:
     return sorted({n.lower() for n in (country.region, country.subregion, country.intermediate_region) if n})
 
 
+#: the item fields `match_facets` reads (a projection for the item lookups)
+FACET_FIELDS = {"sdgs": 1, "sectors": 1, "modalities": 1, "languages": 1, "country": 1, "created_at": 1, "gender_responsive": 1}
+
+
 def match_facets(need: Mapping[str, Any] | None, offer: Mapping[str, Any] | None) -> dict[str, Any]:
     """Facets of a match: SDGs, sectors and modalities of either side; the need's country, regions;
     the UN groups of either side's country; each side's languages; and when each side was posted."""

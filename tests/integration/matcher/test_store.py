@@ -77,6 +77,22 @@ async def test_a_list_step_is_a_compare_and_set_on_its_version(store: MatcherSto
     assert await store.write_list(key, 1, two, [], {})
 
 
+async def test_many_list_steps_in_one_bulk_refuse_only_the_ones_another_writer_moved(store: MatcherStore) -> None:
+    keys = [("offer", f"b{i}") for i in range(4)]
+    first = ListState(1, {"n1": Entry(0.4, 1, 1)}, "r|c")
+    assert await store.write_lists([(k, 0, first, ["k\nv"]) for k in keys[:2]]) == [True, True]
+    second = ListState(2, {}, "r|c")
+    # b0 moves on from version 1; b1 is claimed at a stale version; b2 is new; b3 claims an existing first step
+    results = await store.write_lists([(keys[0], 1, second, []), (keys[1], 3, second, []), (keys[2], 0, first, ["x\ny"]), (keys[3], 0, first, [])])
+    assert results == [True, False, True, True]
+    assert await store.write_lists([(keys[3], 0, first, [])]) == [False]
+    loaded = await store.load_lists(keys)
+    assert loaded[keys[0]] == (second, []) and loaded[keys[1]] == (first, ["k\nv"]) and loaded[keys[2]] == (first, ["x\ny"])
+    await store.mark_sents([(keys[1], 1), (keys[2], 7)])  # b2 is at version 1: not marked
+    loaded = await store.load_lists(keys)
+    assert loaded[keys[1]][1] == [] and loaded[keys[2]][1] == ["x\ny"]
+
+
 async def test_every_write_reaches_a_follower_through_the_change_stream(store: MatcherStore) -> None:
     stream = store.watch_items()
     cursor = await stream if asyncio.iscoroutine(stream) else stream

@@ -64,3 +64,10 @@ class MemoryStore:
         held = self.lists.get(key)
         if held and held[0].version == version:
             self.lists[key] = (held[0], [])
+
+    async def write_lists(self, steps: list[tuple[Key, int, ListState, list[str]]], extra: dict[str, Any] | None = None) -> list[bool]:
+        return [await self.write_list(key, previous, state, pending, extra or {}) for key, previous, state, pending in steps]
+
+    async def mark_sents(self, steps: list[tuple[Key, int]]) -> None:
+        for key, version in steps:
+            await self.mark_sent(key, version)

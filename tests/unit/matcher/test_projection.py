@@ -58,3 +58,34 @@ def test_a_sided_event_takes_over_a_proposal_of_an_older_matcher() -> None:
     assert decision is not None and decision.status == "retracted"
     decision = project(legacy, proposed("offer", 1, score=0.6))
     assert decision is not None and decision.status == "proposed" and decision.fields["score"] == 0.6
+
+
+def test_a_batch_folded_into_one_update_equals_its_events_applied_one_by_one() -> None:
+    """`fold_updates` is what the batched projection writes: for random sequences of sided events,
+    starting from nothing, from an open match and from a decided one, the folded `$set` applied once
+    equals applying each event's update in order."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from services.catalog.projection import fold_updates, sided_update
+
+    rng = random.Random(7)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    starts: list[dict[str, Any] | None] = [None, {"_id": "n.o", "status": "proposed", "sides": {"need": {"v": 2, "in": True}}, "score": 0.3},
+                                           {"_id": "n.o", "status": "approved", "sides": {"offer": {"v": 1, "in": True}}}]
+    for trial in range(300):
+        start = starts[trial % 3]
+        events: list[tuple[Any, datetime]] = []
+        for i in range(rng.randint(1, 8)):
+            side, v = rng.choice(["need", "offer"]), rng.randint(1, 5)
+            event = proposed(side, v, score=rng.random()) if rng.random() < 0.6 else retracted(side, v)
+            events.append((event, t0 + timedelta(seconds=i)))
+        one_by_one = start
+        for payload, at in events:
+            update = sided_update(one_by_one, payload, at)
+            if update is not None:
+                one_by_one = {**(one_by_one or {"_id": "n.o"}), **update}
+        folded = fold_updates(start, events)
+        assert (start if folded is None else {**(start or {"_id": "n.o"}), **folded}) == one_by_one
+        if start is not None and start["status"] == "approved":
+            assert folded is None
