@@ -131,7 +131,9 @@ class TokenAuthority:
             catalog_url = catalog_url or settings.catalog_base_url
             cache_ttl_s = settings.token_cache_s if cache_ttl_s is None else cache_ttl_s
         self.catalog_url = (catalog_url or "").rstrip("/")
-        self.cache_ttl_s = min(MAX_CACHE_S, max(0.0, float(cache_ttl_s if cache_ttl_s is not None else 15.0)))
+        # the catalog's own check caches only when asked (cache_ttl_s), and only positive answers
+        default_ttl = 0.0 if local else 15.0
+        self.cache_ttl_s = min(MAX_CACHE_S, max(0.0, float(cache_ttl_s if cache_ttl_s is not None else default_ttl)))
         self._http = http
         self._owns_http = http is None
         self._clock = clock
@@ -157,11 +159,13 @@ class TokenAuthority:
             return Principal(role="admin", organization_id=None)
         if not plausible_token(token):
             return None
-        if self.local:
+        if self.local and self.cache_ttl_s <= 0:
             return await lookup_local(self.tokens, token)
-        return await self._resolve_remote(token)
+        return await self._resolve_cached(token)
 
-    async def _resolve_remote(self, token: str) -> Principal | None:
+    async def _resolve_cached(self, token: str) -> Principal | None:
+        """The cached answer while it is fresh and the token has not expired; else one lookup per token
+        at a time (local: the tokens collection; remote: the catalog's introspection)."""
         key = hash_token(token)
         now = self._clock()
         entry = self._cache.get(key)
@@ -176,8 +180,11 @@ class TokenAuthority:
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            principal = await self._introspect(token)
-            ttl = self.cache_ttl_s if principal is not None else min(self.cache_ttl_s, NEGATIVE_CACHE_S)
+            principal = await (lookup_local(self.tokens, token) if self.local else self._introspect(token))
+            if self.local:
+                self.lookups_total += 1
+            # a refusal is cached briefly by remote services only: locally a token may be created any moment
+            ttl = self.cache_ttl_s if principal is not None else (0.0 if self.local else min(self.cache_ttl_s, NEGATIVE_CACHE_S))
             if ttl > 0:
                 if len(self._cache) >= _MAX_ENTRIES:
                     self._cache.clear()

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # bounds how long a revoked token keeps working outside the catalog.
     catalog_url: str | None = Field(None, validation_alias=_env("SSMATCH_CATALOG_URL"))
     token_cache_s: float = Field(15.0, ge=0, le=60, validation_alias=_env("SSMATCH_TOKEN_CACHE_S"))
+    # The catalog's own token check: a valid token's answer is kept this long (0: every request reads the
+    # store). A revocation is seen at once by the process that made it; another catalog process may
+    # accept the revoked token for up to this long.
+    catalog_token_cache_s: float = Field(2.0, ge=0, le=10, validation_alias=_env("SSMATCH_CATALOG_TOKEN_CACHE_S"))
 
     # Catalog search (issue 13): where the word index lives (a directory per catalog database below it;
     # unset: the system's temporary directory, as tests want; `make run` puts it under SSMATCH_DATA_DIR),

@@ -201,7 +201,8 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         app.state.enricher = enricher
         app.state.words = words
         app.state.index_sync = index_sync
-        app.state.authority = TokenAuthority(store.db, settings.admin_token, local=True)  # the catalog owns tokens
+        # the catalog owns tokens; valid answers kept catalog_token_cache_s, dropped at once on revocation here
+        app.state.authority = TokenAuthority(store.db, settings.admin_token, local=True, cache_ttl_s=settings.catalog_token_cache_s)
         if start_background:
             relay.start()
             projection.start()

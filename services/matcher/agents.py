@@ -22,7 +22,7 @@ from ssmatch.logging import correlation_id
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 64
-BATCH_WITHIN_S = 0.05
+BATCH_WITHIN_S = 0.02  # a lone event waits at most this long for company (a burst fills batches anyway)
 BATCH_ATTEMPTS = 5
 RECORD_ATTEMPTS = 3
 BACKOFF_S = 0.2

@@ -101,11 +101,13 @@ class MatcherService:
             doc["_id"] = doc.pop("id")
             doc["text_hash"] = text_hash(item_text(to_match_item(doc)))
             docs.append(doc)
-        await self._attach_vectors(docs)
+        fresh = await self._attach_vectors(docs)
         t1 = time.perf_counter()
         self._on_stage("embed", t1 - t0)
         keys: list[Key] = []
-        for doc, stored in zip(docs, await self.store.put_items(docs), strict=True):
+        # the text → vector cache and the items are written together: one round trip of waiting, not two
+        _, stored_flags = await asyncio.gather(self.store.cache_vectors(fresh), self.store.put_items(docs))
+        for doc, stored in zip(docs, stored_flags, strict=True):
             await self._index(doc if stored else None, doc["kind"], doc["_id"], doc["revision"])
             keys.append((doc["kind"], doc["_id"]))
         for p in payloads:
@@ -130,7 +132,9 @@ class MatcherService:
         async with self.lock:
             self.index.put(doc)
 
-    async def _attach_vectors(self, docs: list[dict[str, Any]]) -> None:
+    async def _attach_vectors(self, docs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Give each doc its vector: the index's when the text is unchanged, else the cache's, else a
+        fresh embedding. Returns the fresh ones (text hash → vector), for the caller to cache."""
         need: dict[str, list[dict[str, Any]]] = {}
         for doc in docs:
             held = self.index.get(doc["kind"], doc["_id"])
@@ -139,8 +143,9 @@ class MatcherService:
                 doc["embedding"] = vector
             else:
                 need.setdefault(doc["text_hash"], []).append(doc)
+        fresh: dict[str, np.ndarray] = {}
         if not need:
-            return
+            return fresh
         found = await self.store.cached_vectors(list(need))
         missing = [h for h in need if h not in found]
         if missing:
@@ -148,11 +153,11 @@ class MatcherService:
             # embedding is CPU-bound (~90 ms per long text here): off the event loop
             vectors = await asyncio.to_thread(self.embed, texts)
             fresh = {h: np.asarray(v, dtype=np.float32) for h, v in zip(missing, vectors, strict=True)}
-            await self.store.cache_vectors(fresh)
             found.update(fresh)
         for h, group in need.items():
             for doc in group:
                 doc["embedding"] = found[h]
+        return fresh
 
     # ---- stage 2: settle the lists -----------------------------------------------------------------
     async def settle(self, keys: list[Key], now: datetime | None = None) -> int:

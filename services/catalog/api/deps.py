@@ -36,6 +36,10 @@ async def store_of(request: Request) -> CatalogStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
+async def authority_of(request: Request) -> TokenAuthority:
+    return request.app.state.authority  # type: ignore[no-any-return]
+
+
 async def catalog_of(request: Request) -> Catalog:
     return request.app.state.catalog  # type: ignore[no-any-return]
 
@@ -123,5 +127,6 @@ SeekerCaller = Annotated[Principal, caller_with("seeker")]
 ProviderCaller = Annotated[Principal, caller_with("provider")]
 ImporterCaller = Annotated[Principal, caller_with("seeker", "provider")]
 Store = Annotated[CatalogStore, Depends(store_of)]
+Authority = Annotated[TokenAuthority, Depends(authority_of)]
 CatalogDep = Annotated[Catalog, Depends(catalog_of)]
 Credential = Annotated[str | None, Depends(bearer_of)]

@@ -13,7 +13,7 @@ from services.catalog import importer, service
 from services.catalog.api.common import ETAG_HEADER, make_router, ok
 from services.catalog.api.common import errors as _errors
 from services.catalog.api.common import jsonable as _jsonable
-from services.catalog.api.deps import AdminCaller, Caller, CatalogDep, ImporterCaller, StaffCaller, Store
+from services.catalog.api.deps import AdminCaller, Authority, Caller, CatalogDep, ImporterCaller, StaffCaller, Store
 from services.catalog.models import (
     ImportResult,
     OrganizationCreate,
@@ -90,9 +90,10 @@ async def create_token(caller: AdminCaller, body: TokenCreate, store: Store) -> 
 
 
 @router.delete("/tokens/{token_id}", tags=["organizations"], response_model=TokenRevoked, responses=_errors(403, 404))
-async def revoke_token(token_id: str, caller: AdminCaller, store: Store) -> JSONResponse:
+async def revoke_token(token_id: str, caller: AdminCaller, store: Store, authority: Authority) -> JSONResponse:
     if not await store.revoke_token(_check_id(token_id, "active token")):
         raise ApiError(404, f"active token {token_id} not found")
+    authority.forget(token_id)  # refused from the next request on, not after the cache's lifetime
     return ok({"id": token_id, "revoked": True})
 
 

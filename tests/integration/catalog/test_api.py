@@ -257,3 +257,30 @@ async def test_spec_and_code_agree_on_if_match_and_whole_number_days(api: Api) -
     r = await api.client.post("/v1/tokens", json={"organization_id": org_id, "expires_in_days": 84.0}, headers=admin())
     assert r.status_code == 201, r.text
     assert (await api.client.post("/v1/tokens", json={"organization_id": org_id, "expires_in_days": 84.5}, headers=admin())).status_code == 422
+
+
+async def test_the_catalog_reads_a_valid_token_once_per_cache_lifetime_and_never_caches_a_refusal(api: Api) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from ssmatch.auth import TokenAuthority, hash_token
+
+    authority = api.app.state.authority
+    assert authority.cache_ttl_s > 0
+    _, headers = await api.org()
+    before = authority.lookups_total
+    for _ in range(5):
+        assert (await api.client.get("/v1/needs", headers=headers)).status_code == 200
+    assert authority.lookups_total - before == 1
+
+    store = api.app.state.store
+    own = TokenAuthority(store.db, None, local=True, cache_ttl_s=5)
+    token = "ssm_" + "a" * 40
+    assert await own.resolve(token) is None  # unknown: refused, and the refusal is not kept
+    doc = {"_id": hash_token(token), "token_id": "tok-cache", "organization_id": "org-cache", "role": "seeker",
+           "created_at": datetime.now(UTC), "expires_at": datetime.now(UTC) + timedelta(seconds=0.5), "revoked_at": None}
+    await store.tokens.insert_one(doc)
+    principal = await own.resolve(token)
+    assert principal is not None and principal.organization_id == "org-cache"
+    await asyncio.sleep(0.6)  # let the token's own expiry pass (the cached answer is still fresh)
+    assert await own.resolve(token) is None
