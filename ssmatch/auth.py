@@ -134,6 +134,8 @@ class TokenAuthority:
         # the catalog's own check caches only when asked (cache_ttl_s), and only positive answers
         default_ttl = 0.0 if local else 15.0
         self.cache_ttl_s = min(MAX_CACHE_S, max(0.0, float(cache_ttl_s if cache_ttl_s is not None else default_ttl)))
+        # a refusal is cached briefly by remote services only: locally a token may be created any moment
+        self._refusal_ttl_s = 0.0 if local else min(self.cache_ttl_s, NEGATIVE_CACHE_S)
         self._http = http
         self._owns_http = http is None
         self._clock = clock
@@ -180,11 +182,8 @@ class TokenAuthority:
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            principal = await (lookup_local(self.tokens, token) if self.local else self._introspect(token))
-            if self.local:
-                self.lookups_total += 1
-            # a refusal is cached briefly by remote services only: locally a token may be created any moment
-            ttl = self.cache_ttl_s if principal is not None else (0.0 if self.local else min(self.cache_ttl_s, NEGATIVE_CACHE_S))
+            principal = await self._lookup(token)
+            ttl = self.cache_ttl_s if principal is not None else self._refusal_ttl_s
             if ttl > 0:
                 if len(self._cache) >= _MAX_ENTRIES:
                     self._cache.clear()
@@ -198,10 +197,14 @@ class TokenAuthority:
         finally:
             self._inflight.pop(key, None)
 
+    async def _lookup(self, token: str) -> Principal | None:
+        """One uncached answer: the tokens collection (local) or the catalog's introspection."""
+        self.lookups_total += 1
+        return await (lookup_local(self.tokens, token) if self.local else self._introspect(token))
+
     async def _introspect(self, token: str) -> Principal | None:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
-        self.lookups_total += 1
         try:
             r = await self._http.get(self.catalog_url + INTROSPECTION_PATH, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:

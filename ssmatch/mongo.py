@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 T = TypeVar("T")
 
@@ -29,3 +30,20 @@ async def in_transaction(client: AsyncMongoClient[dict[str, Any]], work: Callabl
 
 def database(client: AsyncMongoClient[dict[str, Any]], name: str) -> AsyncDatabase[dict[str, Any]]:
     return client.get_database(name)
+
+
+async def bulk_refusals(collection: Any, ops: list[Any]) -> list[bool]:
+    """Run `ops` unordered in one round trip; False for each op refused as a duplicate key (a guarded
+    upsert or insert whose guard failed: someone else wrote first), True for the others. Any other
+    write error is raised."""
+    if not ops:
+        return []
+    try:
+        await collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        refused = {int(e["index"]) for e in errors}
+        return [i not in refused for i in range(len(ops))]
+    return [True] * len(ops)

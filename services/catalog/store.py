@@ -16,7 +16,7 @@ from typing import Any
 from bson import ObjectId, Regex
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.catalog import org_events
 from services.catalog.domain import items as item_rules
@@ -24,7 +24,7 @@ from services.catalog.domain.errors import Conflict, Invalid, NotFound, Precondi
 from services.catalog.domain.items import etag_for, parse_if_match  # noqa: F401 - re-exported for older imports
 from services.catalog.domain.queue import FACET_FIELDS, match_facets
 from services.catalog.models import ItemFields, NeedCreate, OfferCreate, OrganizationCreate
-from services.catalog.projection import fold_updates, proposal_fields, sided_update
+from services.catalog.projection import Sided, fold_updates, proposal_fields, sided_update
 from ssmatch import reference
 from ssmatch.auth import ROLE_BY_ORG_TYPE, Principal, hash_token, new_token
 from ssmatch.events import (
@@ -35,7 +35,7 @@ from ssmatch.events import (
     MatchRetractedPayload,
     make_event,
 )
-from ssmatch.mongo import in_transaction
+from ssmatch.mongo import bulk_refusals, in_transaction
 from ssmatch.text import fold, guess_script_language
 
 PRODUCER = "catalog"
@@ -540,7 +540,7 @@ class CatalogStore:
         """A filter that matches the match only while its status and sides are as `current` holds them."""
         return {"_id": current["_id"], "status": current["status"], "sides": current.get("sides", {"$exists": False})}
 
-    async def apply_match_events(self, events: list[tuple[MatchProposedPayload | MatchRetractedPayload, datetime]]) -> int:
+    async def apply_match_events(self, events: list[tuple[Sided, datetime]]) -> int:
         """A batch of match events, same result as applying them one by one in order, in two round
         trips: every match read at once, each written once (its events folded), all writes in one
         unordered bulk. A match written by someone else in between (a broker's decision) is redone
@@ -551,7 +551,7 @@ class CatalogStore:
                 apply = self.apply_match_proposed if isinstance(payload, MatchProposedPayload) else self.apply_match_retracted
                 written += await apply(payload, at)  # type: ignore[arg-type]
             return written
-        by_match: dict[str, list[tuple[MatchProposedPayload | MatchRetractedPayload, datetime]]] = {}
+        by_match: dict[str, list[tuple[Sided, datetime]]] = {}
         for payload, at in events:
             by_match.setdefault(payload.match_id, []).append((payload, at))
         current = {doc["_id"]: doc async for doc in self.matches.find({"_id": {"$in": list(by_match)}})}
@@ -566,33 +566,28 @@ class CatalogStore:
             ops.append(InsertOne({"_id": match_id, **update, "created_at": now()}) if held is None
                        else UpdateOne(self._as_read(held), {"$set": update}, upsert=True))
             op_ids.append(match_id)
-        if not ops:
-            return 0
-        lost: set[int] = set()
-        try:
-            await self.matches.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            lost = {int(e["index"]) for e in errors}
-        for i in sorted(lost):
-            for payload, at in by_match[op_ids[i]]:
-                await self._apply_sided(payload, at)
+        for match_id, written in zip(op_ids, await bulk_refusals(self.matches, ops), strict=True):
+            if not written:
+                for payload, at in by_match[match_id]:
+                    await self._apply_sided(payload, at)
         return len(ops)
 
     async def _add_facets(self, updates: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]],
-                          by_match: dict[str, list[tuple[MatchProposedPayload | MatchRetractedPayload, datetime]]]) -> None:
+                          by_match: dict[str, list[tuple[Sided, datetime]]]) -> None:
         """New matches (and ones whose item changed) get their filter facets with the write that makes
-        them, from one lookup per kind, instead of a second write by the background enricher."""
-        bare = [m for m in updates if current.get(m, {}).get("facets_v") is None]
-        if not bare:
-            return
-        ids = {kind: list({getattr(by_match[m][0][0], f"{kind}_id") for m in bare}) for kind in ("need", "offer")}
-        found = {kind: {d["_id"]: d async for d in self.items[kind].find({"_id": {"$in": ids[kind]}}, FACET_FIELDS)} for kind in ids}
-        for m in bare:
-            payload = by_match[m][0][0]
-            updates[m].update(match_facets(found["need"].get(payload.need_id), found["offer"].get(payload.offer_id)))
+        them, instead of a second write by the background enricher."""
+        pairs = {m: (by_match[m][0][0].need_id, by_match[m][0][0].offer_id) for m in updates if current.get(m, {}).get("facets_v") is None}
+        for m, facets in (await self.match_facets_of(pairs)).items():
+            updates[m].update(facets)
+
+    async def match_facets_of(self, pairs: dict[str, tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        """match id → its facets, for matches given as (need id, offer id): one item lookup per kind."""
+        if not pairs:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        for kind, ids in (("need", {n for n, _ in pairs.values()}), ("offer", {o for _, o in pairs.values()})):
+            found |= {f"{kind}:{d['_id']}": d async for d in self.items[kind].find({"_id": {"$in": list(ids)}}, FACET_FIELDS)}
+        return {m: match_facets(found.get(f"need:{n}"), found.get(f"offer:{o}")) for m, (n, o) in pairs.items()}
 
     async def get_match(self, match_id: str) -> dict[str, Any] | None:
         return await self.matches.find_one({"_id": match_id})

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 from pymongo import AsyncMongoClient, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.matcher.lists import Entry, Key, ListState
+from ssmatch.mongo import bulk_refusals
 
 
 def pack(vector: Any) -> bytes:
@@ -64,21 +65,7 @@ class MatcherStore:
             if doc.get("embedding") is not None:
                 body["vector"] = pack(doc["embedding"])
             ops.append(UpdateOne({"_id": doc["_id"], "revision": {"$lt": doc["revision"]}}, {"$set": body}, upsert=True))
-        return await self._bulk_refusals(self.items, ops)
-
-    @staticmethod
-    async def _bulk_refusals(collection: Any, ops: list[Any]) -> list[bool]:
-        """Run `ops` unordered; False for each op refused as a duplicate key (a guarded upsert whose
-        guard failed), True for the others. Any other write error is raised."""
-        try:
-            await collection.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            refused = {int(e["index"]) for e in errors}
-            return [i not in refused for i in range(len(ops))]
-        return [True] * len(ops)
+        return await bulk_refusals(self.items, ops)
 
     async def withdraw_item(self, kind: str, item_id: str, organization_id: str, revision: int) -> bool:
         try:
@@ -112,7 +99,7 @@ class MatcherStore:
 
     async def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
         if vectors:  # first writer wins; a concurrent insert of the same text is a harmless refusal
-            await self._bulk_refusals(self.vectors, [UpdateOne({"_id": h}, {"$setOnInsert": {"v": pack(v)}}, upsert=True)
+            await bulk_refusals(self.vectors, [UpdateOne({"_id": h}, {"$setOnInsert": {"v": pack(v)}}, upsert=True)
                                                      for h, v in vectors.items()])
 
     # ---- lists -------------------------------------------------------------------------------------
@@ -143,7 +130,7 @@ class MatcherStore:
             }
             guard = {"version": {"$exists": False}} if previous_version == 0 else {"version": previous_version}
             ops.append(UpdateOne({"_id": list_id(key), **guard}, {"$set": body}, upsert=True))
-        return await self._bulk_refusals(self.lists, ops) if ops else []
+        return await bulk_refusals(self.lists, ops)
 
     async def mark_sents(self, steps: list[tuple[Key, int]]) -> None:
         """`mark_sent` for many lists in one round trip."""
@@ -152,4 +139,4 @@ class MatcherStore:
                                          for key, version in steps], ordered=False)
 
     async def mark_sent(self, key: Key, version: int) -> None:
-        await self.lists.update_one({"_id": list_id(key), "version": version}, {"$set": {"sent": True, "pending": []}})
+        await self.mark_sents([(key, version)])

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.catalog.domain.errors import Conflict
-from services.catalog.domain.queue import FACET_FIELDS, decode_cursor, encode_cursor, match_facets
+from services.catalog.domain.queue import decode_cursor, encode_cursor
 from services.catalog.models import QueueFilters
 from services.catalog.store import PRODUCER, CatalogStore
 from ssmatch import reference
@@ -73,11 +73,8 @@ class MatchRepository:
             docs = await self.matches.find({"facets_v": None}, {"need_id": 1, "offer_id": 1}).limit(batch).to_list(batch)
             if not docs:
                 return total
-            need_ids = list({d["need_id"] for d in docs})
-            offer_ids = list({d["offer_id"] for d in docs})
-            needs = {n["_id"]: n for n in await self.store.items["need"].find({"_id": {"$in": need_ids}}, FACET_FIELDS).to_list(None)}
-            offers = {o["_id"]: o for o in await self.store.items["offer"].find({"_id": {"$in": offer_ids}}, FACET_FIELDS).to_list(None)}
-            ops = [UpdateOne({"_id": d["_id"]}, {"$set": match_facets(needs.get(d["need_id"]), offers.get(d["offer_id"]))}) for d in docs]
+            facets = await self.store.match_facets_of({d["_id"]: (d["need_id"], d["offer_id"]) for d in docs})
+            ops = [UpdateOne({"_id": d["_id"]}, {"$set": facets[d["_id"]]}) for d in docs]
             await self.matches.bulk_write(ops, ordered=False)
             total += len(docs)
             if len(docs) < batch:
