@@ -56,6 +56,23 @@ def test_newest_first_pages_are_the_ids_in_descending_order(limit: int) -> None:
         assert pages(index, filters, limit, q) == want
 
 
+def test_a_page_inside_a_group_larger_than_the_fetch_is_read_by_the_low_half() -> None:
+    """One process writing 500 items in one second (an import): every id shares one high half, so a
+    newest-first page must rank that whole group by the low half, past what the first search fetched;
+    the statuses as a union of terms and as exclusions select the same items as the store would."""
+    rng = random.Random(11)
+    process = rng.randbytes(5).hex()
+    ids = [f"{1_764_000_000:08x}{process}{n:06x}" for n in rng.sample(range(1 << 20), 500)]
+    ids += [f"{1_764_000_001:08x}{process}{n:06x}" for n in range(30)]  # a newer second, fewer than a page's fetch
+    docs = [item(i, rng) for i in ids]
+    index = WordIndex(None)
+    index.apply(docs, None)
+    open_ones = sorted((d["_id"] for d in docs if d["status"] == "open"), reverse=True)
+    for filters in ({"status": {"$in": ["open", "matched", "closed"]}}, {"status": {"$nin": ["draft", "withdrawn"]}}, {"status": {"$ne": "withdrawn"}}):
+        for limit in (21, 100):
+            assert pages(index, filters, limit) == open_ones
+
+
 def test_an_id_that_is_not_an_object_id_is_ordered_by_its_text_as_before() -> None:
     rng = random.Random(3)
     docs = [item(i, rng) for i in object_ids(rng)[:50]] + [item("zz-imported-1", rng), item("00-imported-2", rng)]
