@@ -167,6 +167,10 @@ class ItemIndex:
         """Ids and float32 vectors (rows aligned) of the open items of `kind` that have an embedding."""
         return self.tables[kind].open_vectors()
 
+    def search_view(self, kind: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+        """`vectors` with the rows' filter columns (`KindTable.open_view`)."""
+        return self.tables[kind].open_view()
+
     def candidates(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None) -> tuple[list[str], CandidateSet]:
         """Open items of `kind` to score `query` against: all of them (`count` None: exact), else its
         `count` nearest neighbours by centred cosine."""

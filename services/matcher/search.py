@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from services.matcher.http_models import SEARCH_FILTER_FIELDS as FILTER_FIELDS  # noqa: F401 - the list filters a search may carry
+from services.matcher.scoring.score import LANGUAGE_BITS, MODALITY_BIT, OTHER_LANGUAGES_BIT, SECTOR_BIT, lang_bit
 from ssmatch.http import SEARCH_BUDGET_HEADER
 
 
@@ -54,6 +55,101 @@ def passes(doc: Mapping[str, Any] | None, filters: Mapping[str, list[Any]]) -> b
         if not any(v in allowed for v in values):
             return False
     return True
+
+
+#: filter fields held as bitmasks (the scorer's own bits), and how a filter's value maps to its bit
+def _sdg_bit(value: Any) -> int | None:
+    try:
+        sdg = int(value)
+    except (TypeError, ValueError):
+        return None
+    return sdg - 1 if 1 <= sdg <= 17 else None
+
+
+def _code_bit(table: Mapping[Any, int]) -> Callable[[Any], int | None]:
+    return lambda value: table.get(value)
+
+
+def _language_bit(value: Any) -> int | None:
+    bit = LANGUAGE_BITS.get(value)
+    return None if bit is None or bit >= OTHER_LANGUAGES_BIT else bit  # a shared bit cannot say which language
+
+
+BIT_FIELDS: dict[str, Callable[[Any], int | None]] = {
+    "sectors": _code_bit(SECTOR_BIT), "modalities": _code_bit(MODALITY_BIT), "sdgs": _sdg_bit, "languages": _language_bit,
+}
+SCALAR_FIELDS = ("country", "organization_id")
+
+
+class Columns:
+    """The filter fields of a corpus's rows as arrays, so that a filter is one vectorised mask instead
+    of a Python test per row (~8 ms a search with a sector filter at 100,000 items, measured): list
+    fields as the scorer's int64 bitmasks, single values as object arrays, indexed by value on first
+    use. `mask` returns None when a filter cannot be said with them (a value without a bit of its own):
+    the caller tests those rows one by one, as before."""
+
+    def __init__(self, bits: Mapping[str, np.ndarray], scalars: Mapping[str, np.ndarray]) -> None:
+        self.bits = bits
+        self.scalars = scalars
+        self._rows_of: dict[str, dict[Any, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of_docs(cls, ids: list[str], docs: Mapping[str, Mapping[str, Any]]) -> Columns:
+        """Columns from documents (rows in `ids` order): for a corpus not taken from the matcher's tables."""
+        bits = {name: np.zeros(len(ids), dtype=np.int64) for name in BIT_FIELDS}
+        scalars = {name: np.empty(len(ids), dtype=object) for name in SCALAR_FIELDS}
+        for row, item_id in enumerate(ids):
+            doc = docs.get(item_id) or {}
+            for name, bit_of in BIT_FIELDS.items():
+                mask = 0
+                for value in doc.get(name) or []:
+                    bit = bit_of(value) if name != "languages" else _assigned_language_bit(value)
+                    if bit is not None:
+                        mask |= 1 << bit
+                bits[name][row] = mask
+            for name in SCALAR_FIELDS:
+                scalars[name][row] = doc.get(name)
+        return cls(bits, scalars)
+
+    def mask(self, filters: Mapping[str, list[Any]]) -> np.ndarray | None:
+        """Rows passing every filter (as `passes` says), or None when a filter is beyond the columns."""
+        out: np.ndarray | None = None
+        for name, allowed in filters.items():
+            if name in BIT_FIELDS:
+                wanted = 0
+                for value in allowed:
+                    bit = BIT_FIELDS[name](value)
+                    if bit is None:
+                        return None
+                    wanted |= 1 << bit
+                passing = (self.bits[name] & np.int64(wanted)) != 0
+            elif name in SCALAR_FIELDS:
+                rows_of = self._index(name)
+                passing = np.zeros(len(self.scalars[name]), dtype=bool)
+                for value in allowed:
+                    if (rows := rows_of.get(value)) is not None:
+                        passing[rows] = True
+            else:
+                return None
+            out = passing if out is None else out & passing
+        return out
+
+    def _index(self, name: str) -> dict[Any, np.ndarray]:
+        with self._lock:
+            held = self._rows_of.get(name)
+            if held is None:
+                groups: dict[Any, list[int]] = {}
+                for row, value in enumerate(self.scalars[name].tolist()):
+                    groups.setdefault(value, []).append(row)
+                held = self._rows_of[name] = {v: np.asarray(r, dtype=np.int64) for v, r in groups.items()}
+            return held
+
+
+def _assigned_language_bit(value: Any) -> int | None:
+    """The scorer's bit of a language, assigned if new (as preparing an item would)."""
+    lang_bit(value)
+    return _language_bit(value)
 
 
 def nearest(ids: list[str], matrix: np.ndarray, query: np.ndarray, k: int, allowed: Callable[[str], bool] | None = None) -> Nearest:
@@ -86,6 +182,18 @@ def ranked(ids: list[str], sims: np.ndarray, k: int, allowed: Callable[[str], bo
         if len(hits) == k or window == len(ids):
             break
         checked, window = window, min(len(ids), window * 4)
+    return Nearest(hits, float(sims.mean()), float(sims.std()), len(ids))
+
+
+def ranked_among(ids: list[str], sims: np.ndarray, k: int, passing: np.ndarray) -> Nearest:
+    """`ranked` with the allowed rows as a mask: the best `k` of them by similarity, ties by row, in a
+    few vectorised passes (no Python test per row)."""
+    if not ids:
+        return Nearest([], 0.0, 0.0, 0)
+    rows = np.flatnonzero(passing)
+    among = sims[rows]
+    order = _best(among, min(len(rows), k)) if len(rows) else np.zeros(0, dtype=np.int64)
+    hits = [(ids[j], float(sims[j])) for j in rows[order[:k]].tolist()]
     return Nearest(hits, float(sims.mean()), float(sims.std()), len(ids))
 
 
@@ -201,6 +309,7 @@ class Corpus:
     ids: list[str]
     matrix: np.ndarray
     docs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    columns: Columns | None = None  # the rows' filter fields, when known: filters become one mask
 
 
 @dataclass(frozen=True)
@@ -244,6 +353,10 @@ def answer(questions: list[Question], vectors: QueryVectors) -> list[Nearest | E
         for row, i in enumerate(members):
             x = questions[i]
             docs, filters = corpus.docs, x.filters
+            passing = corpus.columns.mask(filters) if filters and corpus.columns is not None else None
+            if passing is not None:
+                out[i] = ranked_among(corpus.ids, sims[row], x.k, passing)
+                continue
             allowed = (lambda item_id, docs=docs, filters=filters: passes(docs.get(item_id), filters)) if filters else None
             out[i] = ranked(corpus.ids, sims[row], x.k, allowed)
     return [o for o in out if o is not None]

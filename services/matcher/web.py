@@ -109,8 +109,10 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
         now = time.monotonic()
         held = corpora.get(kind)
         if held is None or now - held[0] > CORPUS_MAX_AGE_S:
-            ids, matrix = service.index.vectors(kind)
-            held = corpora[kind] = (now, search.Corpus(ids, matrix, service.index.docs[kind]))
+            ids, matrix, columns = service.index.search_view(kind)
+            bits = {name: columns[name] for name in search.BIT_FIELDS}
+            scalars = {name: columns[name] for name in search.SCALAR_FIELDS}
+            held = corpora[kind] = (now, search.Corpus(ids, matrix, service.index.docs[kind], search.Columns(bits, scalars)))
         return held[1]
 
     async def caller(view: View, request: Request) -> Principal | Response:

@@ -7,7 +7,7 @@ operations, so scoring keeps pace with raw string similarity. `score_pair` is th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,12 +28,13 @@ MODALITIES = tuple(sorted(reference.MODALITY_CODES))
 SECTOR_BIT = {c: i for i, c in enumerate(SECTORS)}
 MODALITY_BIT = {c: i for i, c in enumerate(MODALITIES)}
 _LANG_BIT: dict[str, int] = {}
+LANGUAGE_BITS: Mapping[str, int] = _LANG_BIT  # read-only view for the search's filter columns
 
 
 OTHER_LANGUAGES_BIT = 62  # shared by every code past the first 62: pairs relying on it are checked exactly
 
 
-def _lang_bit(code: str) -> int:
+def lang_bit(code: str) -> int:
     if code not in _LANG_BIT:
         _LANG_BIT[code] = min(len(_LANG_BIT), OTHER_LANGUAGES_BIT)
     return _LANG_BIT[code]
@@ -93,7 +94,7 @@ def prepare(item: MatchItem, rules: Rules, countries: CountryLookup | None = Non
         sectors=_mask(item.sectors, SECTOR_BIT),
         modalities=_mask(item.modalities, MODALITY_BIT),
         sdgs=_mask([s - 1 for s in item.sdgs if 1 <= s <= 17], lambda b: b),
-        languages=_mask(item.languages, _lang_bit),
+        languages=_mask(item.languages, lang_bit),
         open=item.status == "open",
         expires_ts=item.expires_at.timestamp() if item.expires_at is not None else float("inf"),
         geography=_geography_value(item, rules, lookup),

@@ -140,3 +140,48 @@ def test_blas_runs_on_one_thread_inside_and_as_before_after() -> None:
         thread.start()
         thread.join(WAIT_S)
     assert seen == [{1}, before, {1}, before]
+
+
+def test_filters_as_column_masks_answer_as_the_test_of_each_row_does() -> None:
+    """A search's filters are one vectorised mask over the rows' columns (the matcher's own table, or
+    columns built from documents); the answer is the one testing each row's document gives, for every
+    field, several values, values no item holds, and a value the columns cannot say (tested row by row)."""
+    import random
+
+    from services.matcher.lists import ItemIndex
+    from tests.unit.matcher.conftest import make_rules
+    from tests.unit.matcher.test_candidates import catalog
+
+    index = ItemIndex(make_rules())
+    docs = catalog(600, seed=5)
+    for doc in docs:
+        index.put(doc)
+    for doc in docs[:40]:  # withdrawn items leave the rows
+        index.put({**doc, "status": "withdrawn", "revision": 2})
+    ids, matrix, columns = index.search_view("offer")
+    assert len(ids) == matrix.shape[0] == len(columns["country"]) and 0 < len(ids) < 300
+    table = Corpus(ids, matrix, index.docs["offer"], search.Columns({n: columns[n] for n in search.BIT_FIELDS},
+                                                                   {n: columns[n] for n in search.SCALAR_FIELDS}))
+    from_docs = Corpus(ids, matrix, index.docs["offer"], search.Columns.of_docs(ids, index.docs["offer"]))
+    plain = Corpus(ids, matrix, index.docs["offer"])
+    rng = random.Random(2)
+    choices = {"sectors": ["agriculture", "health", "energy", "water_sanitation", "transport"], "sdgs": [1, 2, 5, 9, 17, 3],
+               "languages": ["en", "fr", "es", "sw"], "modalities": ["capacity_development", "study_visit"],
+               "country": ["KEN", "BRA", "SEN", "FJI"], "organization_id": ["org1", "org2", "org5", "nobody"]}
+    filters = [{}, {"sdgs": [99]}, {"sectors": []}]
+    for _ in range(60):
+        names = rng.sample(sorted(choices), rng.randint(1, 3))
+        filters.append({n: rng.sample(choices[n], rng.randint(1, 2)) for n in names})
+    def model(texts: list[str]) -> np.ndarray:
+        return np.random.default_rng(len(texts)).normal(size=(len(texts), matrix.shape[1])).astype(np.float32)
+
+    for f in filters:
+        want = answer([Question(plain, "solar pumps", 15, f)], QueryVectors(model))[0]
+        assert isinstance(want, search.Nearest)
+        assert all(search.passes(index.docs["offer"][i], f) for i, _ in want.hits)
+        for corpus_ in (table, from_docs):
+            got = answer([Question(corpus_, "solar pumps", 15, f)], QueryVectors(model))[0]
+            assert isinstance(got, search.Nearest)
+            assert got.hits == want.hits, f
+            assert (got.corpus_mean, got.corpus_std, got.corpus_size) == (want.corpus_mean, want.corpus_std, want.corpus_size)
+    assert table.columns is not None and table.columns.mask({"sdgs": [99]}) is None  # beyond the columns: tested row by row
