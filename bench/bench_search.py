@@ -45,6 +45,8 @@ from bench.bench_catalog import WORDS, stop_processes, wait_http  # noqa: E402
 N_ITEMS = int(os.environ.get("SSMATCH_BENCH_ITEMS", "100000"))
 DURATION_S = float(os.environ.get("BENCH_SEARCH_DURATION_S", "8"))
 CONCURRENCY = int(os.environ.get("BENCH_SEARCH_CONCURRENCY", "16"))
+#: catalog processes serving the searched catalog behind one port (as behind a load balancer)
+CATALOGS = int(os.environ.get("BENCH_SEARCH_CATALOGS", "2"))
 DB = "bench_search"
 SECTOR = "agriculture"
 CHINESE = ["移民", "统计", "数据库", "学校", "卫生", "能源", "水", "培训"]
@@ -97,11 +99,28 @@ def meaning_app(items_file: str) -> Any:
     return app
 
 
-def serve(kind: str, port: int, uri: str, index_dir: str, matcher_url: str) -> None:
+def serve(kind: str, port: int, uri: str, index_dir: str, matcher_url: str, own_port: int | None = None) -> None:
+    """One server. With `own_port`, `port` is shared (SO_REUSEPORT: the kernel spreads connections over
+    the processes listening on it, as a load balancer in front of several catalog processes would) and
+    `own_port` is this process's alone (to see when its index is ready)."""
+    import socket
+
     import uvicorn
 
     app = meaning_app(str(Path(index_dir).parent / "items.jsonl")) if kind == "meaning" else catalog_app(uri, index_dir, matcher_url, search=kind == "search")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if own_port is None:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        return
+    sockets = []
+    for number, shared in ((port, True), (own_port, False)):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", number))
+        sockets.append(sock)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=sockets)
 
 
 # ---- set-up -----------------------------------------------------------------------------------------
@@ -256,18 +275,29 @@ def main() -> int:
             token = seed(uri, Path(tmp) / "items.jsonl")
             print(f"search.items={N_ITEMS}")
             print(f"search.seed_s={time.monotonic() - t0:.1f}")
+            env = {**os.environ, "SSMATCH_LOG_LEVEL": "WARNING", "SSMATCH_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT)}
+
+            def start(kind: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+                return subprocess.Popen([sys.executable, "-m", "bench.bench_search", "--serve", kind, "--port", str(port), "--mongodb-uri", uri,
+                                         "--index-dir", str(Path(tmp) / "index"), "--matcher-url", urls["meaning"], *extra], cwd=ROOT, env=env)
+
             urls: dict[str, str] = {}
-            for kind in ("meaning", "search", "regex"):
+            for kind in ("meaning", "regex"):
                 p = free_port()
                 urls[kind] = f"http://127.0.0.1:{p}"
-                env = {**os.environ, "SSMATCH_LOG_LEVEL": "WARNING", "SSMATCH_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT)}
-                procs[kind] = subprocess.Popen([sys.executable, "-m", "bench.bench_search", "--serve", kind, "--port", str(p), "--mongodb-uri", uri,
-                                                "--index-dir", str(Path(tmp) / "index"), "--matcher-url", urls["meaning"]], cwd=ROOT, env=env)
-                if kind == "meaning":
-                    wait_http(urls[kind], procs[kind], timeout=120)
-            for kind in ("search", "regex"):
+                procs[kind] = start(kind, p)
                 wait_http(urls[kind], procs[kind], timeout=120)
-            print(f"search.index_build_s={wait_index(urls['search'], procs['search']):.1f}")
+            shared = free_port()
+            urls["search"] = f"http://127.0.0.1:{shared}"
+            own: dict[str, str] = {}
+            for n in range(CATALOGS):  # each keeps its own word index (the first on disk, the others in memory)
+                p = free_port()
+                own[f"search{n}"] = f"http://127.0.0.1:{p}"
+                procs[f"search{n}"] = start("search", shared, "--own-port", str(p))
+            for name, url in own.items():
+                wait_http(url, procs[name], timeout=120)
+            print(f"search.catalog_processes={CATALOGS}")
+            print(f"search.index_build_s={max(wait_index(url, procs[name]) for name, url in own.items()):.1f}")
             print(f"list.store_plan={explain_list(uri)}")
             q = queries(1)
             failures: list[str] = []
@@ -311,8 +341,9 @@ if __name__ == "__main__":
     parser.add_argument("--mongodb-uri")
     parser.add_argument("--index-dir")
     parser.add_argument("--matcher-url")
+    parser.add_argument("--own-port", type=int)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.mongodb_uri, args.index_dir, args.matcher_url)
+        serve(args.serve, args.port, args.mongodb_uri, args.index_dir, args.matcher_url, args.own_port)
     else:
         sys.exit(main())
