@@ -113,6 +113,7 @@ class KindTable:
         self._no_vector: set[int] = set()  # open items stored without a vector (not in the ANN index)
         self._ann: dict[str, Index] | None = None
         self._ann_centroids: LanguageCentroids | None = None
+        self.version = 0  # bumped by every put and drop: a reader's snapshot is stale once it moved
 
     COLUMNS = ("ids", "items", "texts", "sq_norms", "used", "has_vector", "lang_index", "sectors", "modalities", "sdgs", "languages",
                "expires", "geography", "orgs", "countries", "has_delivery")
@@ -143,6 +144,7 @@ class KindTable:
 
     def put(self, item_id: str, p: Prepared) -> int:
         """Write (or overwrite) the item's row; returns its slot."""
+        self.version += 1
         vector = p.vector
         if vector is not None:
             if self.dims == 0:  # the first vector sizes the matrix
@@ -185,6 +187,7 @@ class KindTable:
 
     def drop(self, item_id: str) -> None:
         """The item is no longer open: free its slot (reused by the next put)."""
+        self.version += 1
         slot = self.slot_of.pop(item_id, None)
         if slot is None:
             return

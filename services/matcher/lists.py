@@ -171,6 +171,10 @@ class ItemIndex:
         """`vectors` with the rows' filter columns (`KindTable.open_view`)."""
         return self.tables[kind].open_view()
 
+    def version(self, kind: str) -> int:
+        """Moves whenever an open item of `kind` is written or dropped."""
+        return self.tables[kind].version
+
     def candidates(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None) -> tuple[list[str], CandidateSet]:
         """Open items of `kind` to score `query` against: all of them (`count` None: exact), else its
         `count` nearest neighbours by centred cosine."""

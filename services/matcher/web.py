@@ -100,20 +100,23 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
                                cache_ttl_s=runtime.settings.token_cache_s)
     # repeated searches are not embedded again; concurrent ones are embedded and ranked in batches
     searcher = search.Searcher(search.QueryVectors(runtime.embed))
-    corpora: dict[str, tuple[float, search.Corpus]] = {}
+    corpora: dict[str, tuple[float, tuple[int, int], search.Corpus]] = {}
 
     def corpus_of(service: Any, kind: str) -> search.Corpus:
         """The open items' vectors as a snapshot at most `CORPUS_MAX_AGE_S` old, taken here on the event
         loop (where the agents write them), so the search thread reads a copy that never changes under
-        it. A copy for every search cost ~110 ms at 100,000 items (measured), more than the search."""
+        it. A copy for every search cost ~110 ms at 100,000 items (measured), more than the search; a
+        snapshot is taken again only once an item was written or dropped since (and what the searches
+        derived from it, the corpus mean and the filtered row sets, lives as long as it does)."""
         now = time.monotonic()
         held = corpora.get(kind)
-        if held is None or now - held[0] > CORPUS_MAX_AGE_S:
+        version = (id(service.index), service.index.version(kind))
+        if held is None or (now - held[0] > CORPUS_MAX_AGE_S and held[1] != version):
             ids, matrix, columns = service.index.search_view(kind)
             bits = {name: columns[name] for name in search.BIT_FIELDS}
             scalars = {name: columns[name] for name in search.SCALAR_FIELDS}
-            held = corpora[kind] = (now, search.Corpus(ids, matrix, service.index.docs[kind], search.Columns(bits, scalars)))
-        return held[1]
+            held = corpora[kind] = (now, version, search.Corpus(ids, matrix, service.index.docs[kind], search.Columns(bits, scalars)))
+        return held[2]
 
     async def caller(view: View, request: Request) -> Principal | Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

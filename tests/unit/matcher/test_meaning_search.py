@@ -182,6 +182,37 @@ def test_filters_as_column_masks_answer_as_the_test_of_each_row_does() -> None:
         for corpus_ in (table, from_docs):
             got = answer([Question(corpus_, "solar pumps", 15, f)], QueryVectors(model))[0]
             assert isinstance(got, search.Nearest)
-            assert got.hits == want.hits, f
-            assert (got.corpus_mean, got.corpus_std, got.corpus_size) == (want.corpus_mean, want.corpus_std, want.corpus_size)
+            assert [i for i, _ in got.hits] == [i for i, _ in want.hits], f
+            assert [x for _, x in got.hits] == pytest.approx([x for _, x in want.hits], abs=1e-5)
+            assert (got.corpus_mean, got.corpus_std, got.corpus_size) == pytest.approx((want.corpus_mean, want.corpus_std, want.corpus_size), abs=1e-6)
     assert table.columns is not None and table.columns.mask({"sdgs": [99]}) is None  # beyond the columns: tested row by row
+    assert table.derived.subsets and from_docs.derived.subsets  # selective filters were ranked over their own rows
+    assert table.derived.subset_rows <= search.SUBSET_CACHE_SHARE * len(ids)
+
+
+def test_corpus_statistics_are_exact_on_a_small_corpus_and_close_on_a_sample_of_a_big_one() -> None:
+    queries = unit_rows(6, seed=9)
+    for n, tolerance in ((search.SAMPLE_ROWS, 1e-6), (50_000, 0.05)):
+        c = Corpus([f"i{j}" for j in range(n)], unit_rows(n, seed=n))
+        means, stds = c.statistics(queries)
+        sims = queries @ c.matrix.T
+        assert means == pytest.approx(sims.mean(axis=1), abs=1e-6)  # the mean is always exact
+        assert stds == pytest.approx(sims.std(axis=1), rel=tolerance)
+        assert (len(c.derived.sample) == n) == (n <= search.SAMPLE_ROWS)
+
+
+def test_a_selective_filter_is_ranked_over_its_own_rows_and_the_kept_rows_stay_bounded() -> None:
+    n = 4000
+    ids = [f"i{j:05d}" for j in range(n)]
+    docs = {i: {"country": f"C{j % 20}", "sectors": ["health" if j % 2 else "energy"]} for j, i in enumerate(ids)}
+    c = Corpus(ids, unit_rows(n, seed=3), docs, search.Columns.of_docs(ids, docs))
+    plain = Corpus(ids, c.matrix, docs)
+    model = Model()
+    for country in range(20):
+        f = {"country": [f"C{country}"]}
+        got, want = (answer([Question(x, "clean water", 12, f)], QueryVectors(model))[0] for x in (c, plain))
+        assert isinstance(got, search.Nearest) and isinstance(want, search.Nearest)
+        assert [i for i, _ in got.hits] == [i for i, _ in want.hits]
+        assert c.derived.subset_rows <= search.SUBSET_CACHE_SHARE * n
+    assert len(c.derived.subsets) == int(search.SUBSET_CACHE_SHARE * 20)  # 5% each: the ten most recent are kept
+    assert c.subset({"sectors": ["health"]}) is None  # half the rows: every row is ranked
