@@ -370,8 +370,8 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
             meaning = (await asked).standing_out()
         except MeaningUnavailable as exc:
             info.update(meaning="unavailable", message=f"{exc}; results found by words only")
-    fused = search_rules.fuse(word_ids, meaning)
-    page = [f for f in fused[offset : offset + params.limit] if f.id not in hidden]
+    window, total = search_rules.fuse_page(word_ids, meaning, offset, params.limit)
+    page = [f for f in window if f.id not in hidden]
     entries = _entries(c, kind, base, [f.id for f in page], staged)
     items = []
     for found in page:
@@ -379,7 +379,7 @@ async def _search_by_relevance(c: Catalog, kind: Kind, params: ItemListIn, filte
             continue
         found.matched_words = search_rules.matched_words(terms, entry.words)
         items.append({**entry.view, "search": found.view()})
-    next_cursor = encode_offset_cursor(offset + params.limit) if len(fused) > offset + params.limit else None
+    next_cursor = encode_offset_cursor(offset + params.limit) if total > offset + params.limit else None
     return {"items": items, "next_cursor": next_cursor, "search": info}
 
 

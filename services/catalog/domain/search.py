@@ -136,14 +136,28 @@ class Found:
 
 def fuse(word_ids: Iterable[str], meaning: Iterable[MeaningHit], k: int = RRF_K) -> list[Found]:
     """Reciprocal-rank fusion: score = Σ 1 / (k + rank) over the lists an item is in; best first, ties by id."""
-    found: dict[str, Found] = {}
+    page, _ = fuse_page(word_ids, meaning, 0, None, k)
+    return page
+
+
+def fuse_page(word_ids: Iterable[str], meaning: Iterable[MeaningHit], offset: int, limit: int | None,
+              k: int = RRF_K) -> tuple[list[Found], int]:
+    """The fused list's items from `offset` (at most `limit`, None: all) and how many it holds: the
+    ranking is done on plain numbers and only the page's items are built (a search fuses ~400 ids to
+    show 20)."""
+    scores: dict[str, float] = {}
+    word_rank: dict[str, int] = {}
     for rank, item_id in enumerate(word_ids, 1):
-        f = found.setdefault(item_id, Found(item_id))
-        f.word_rank = rank
-        f.score += 1.0 / (k + rank)
+        word_rank[item_id] = rank
+        scores[item_id] = 1.0 / (k + rank)
+    near: dict[str, tuple[int, float]] = {}
     for rank, hit in enumerate(meaning, 1):
-        f = found.setdefault(hit.id, Found(hit.id))
-        f.meaning_rank = rank
-        f.similarity = hit.similarity
-        f.score += 1.0 / (k + rank)
-    return sorted(found.values(), key=lambda f: (-f.score, f.id))
+        near[hit.id] = (rank, hit.similarity)
+        scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (k + rank)
+    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    window = ordered[offset:] if limit is None else ordered[offset : offset + limit]
+    page = []
+    for item_id, score in window:
+        m_rank, similarity = near.get(item_id, (None, None))
+        page.append(Found(item_id, score, word_rank.get(item_id), m_rank, similarity))
+    return page, len(ordered)

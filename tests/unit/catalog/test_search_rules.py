@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from services.catalog.adapters.word_index import UnsupportedFilter, passes
-from services.catalog.domain.search import MeaningHit, MeaningResult, analyse_query, fuse, matched_words, matches_all
+from services.catalog.domain.search import MeaningHit, MeaningResult, analyse_query, fuse, fuse_page, matched_words, matches_all
 from services.matcher.search import nearest
 from services.matcher.search import passes as meaning_passes
 from ssmatch.stack.processes import free_port
@@ -40,6 +40,19 @@ def test_fusion_adds_reciprocal_ranks_and_says_why() -> None:
     assert by_id["c"].reasons() == ["matched words", "similar meaning"] and by_id["c"].similarity == 0.9
     assert by_id["d"].reasons() == ["similar meaning"] and by_id["a"].reasons() == ["matched words"]
     assert by_id["c"].score == pytest.approx(1 / 63 + 1 / 61)
+
+
+def test_a_fused_page_is_the_slice_of_the_whole_fused_list() -> None:
+    import random
+
+    rng = random.Random(4)
+    for _ in range(50):
+        words = rng.sample([f"i{j}" for j in range(60)], rng.randint(0, 40))
+        near = [MeaningHit(i, round(rng.random(), 3)) for i in rng.sample([f"i{j}" for j in range(60)], rng.randint(0, 30))]
+        whole = fuse(words, near)
+        offset, limit = rng.randint(0, 50), rng.randint(1, 25)
+        page, total = fuse_page(words, near, offset, limit)
+        assert total == len(whole) and [f.view() | {"id": f.id} for f in page] == [f.view() | {"id": f.id} for f in whole[offset : offset + limit]]
 
 
 def test_only_neighbours_that_stand_out_count_in_a_large_corpus() -> None:
