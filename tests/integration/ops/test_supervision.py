@@ -101,8 +101,18 @@ def test_kill_9_of_each_service_under_load(tmp_path: Path) -> None:
 
         # Every need is matched (nothing the killed matchers were doing is lost).
         with httpx.Client(base_url=catalog, headers=auth(office), timeout=10) as client:
-            for n in mine:
-                poll(lambda nid=n["id"]: client.get(f"/v1/needs/{nid}/matches").json()["items"], timeout=300)
+            unmatched = {n["id"]: n for n in mine}
+            deadline = time.monotonic() + 300
+            while unmatched and time.monotonic() < deadline:
+                for nid in list(unmatched):
+                    try:
+                        if client.get(f"/v1/needs/{nid}/matches").json()["items"]:
+                            del unmatched[nid]
+                    except httpx.TransportError:
+                        pass
+                time.sleep(0.3)
+            assert not unmatched, (f"{len(unmatched)} needs without a proposal after 300 s: "
+                                   f"{[(n['id'], n['title'], n['created_at']) for n in unmatched.values()][:10]}\n{_logs(run)}")
 
         # Notify killed while a broker approves ten matches: each party hears of each approval once.
         queue = httpx.get(f"{catalog}/v1/matches", params={"status": "proposed", "limit": 10}, headers=auth(broker), timeout=10).json()["items"]
@@ -126,3 +136,12 @@ def test_kill_9_of_each_service_under_load(tmp_path: Path) -> None:
         assert "restarted" in run.read() and "giving up" not in run.read()
     finally:
         assert run.stop() == 0
+
+
+def _logs(run: Launcher, lines: int = 40) -> str:
+    """The last lines of each service's log and of the launcher's output (a failure says what they saw)."""
+    out = [f"--- launcher\n{''.join(run.read().splitlines(keepends=True)[-lines:])}"]
+    logs = Path(run.env["SSMATCH_DATA_DIR"]) / "logs"
+    for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+        out.append(f"--- {path.name}\n{''.join(path.read_text(errors='replace').splitlines(keepends=True)[-lines:])}")
+    return "\n".join(out)
