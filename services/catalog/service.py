@@ -275,8 +275,10 @@ async def list_items(c: Catalog, principal: Principal, kind: Kind, params: ItemL
     return page
 
 
-#: how many items each ranking contributes to a fused list (its pages are cut from these)
-WORD_WINDOW = 300
+#: how many items each ranking contributes to a fused list (its pages are cut from these). The words'
+#: best 100 like the meaning's: past its 100th an item adds under 1/160 to a fused score, and ranking
+#: 300 cost 4.3 ms of a search's ~16 at 100,000 items, 100 2.6 ms (measured)
+WORD_WINDOW = 100
 MEANING_K = 100
 
 
