@@ -1,9 +1,11 @@
 """Search by meaning: the open items nearest to a query vector, by cosine.
 
 The matcher already holds every open item's unit-length multilingual vector (`ItemIndex.vectors`),
-so one matrix product ranks them all (~10 ms at 100,000 × 384 here). The query's similarity to the
-whole corpus (mean, standard deviation) comes back too: e5's cosines are compressed (~0.78–0.91), so
-whether a neighbour stands out can only be judged against them, never by a fixed threshold.
+so one matrix product ranks them all (memory-bound: ~20 ms alone at 100,000 × 384 here), or, for a
+selective filter, one over that filter's rows (`Corpus.subset`); filters are masks over the rows'
+columns (`Columns`). The query's similarity to the whole corpus (mean, standard deviation) comes back
+too (`Corpus.statistics`): e5's cosines are compressed (~0.78–0.91), so whether a neighbour stands out
+can only be judged against them, never by a fixed threshold.
 
 `Searcher` serves concurrent searches in batches on one thread: the queries of a batch are embedded
 in one call (the model runs one text per core) and ranked by one matrix product (one pass over the
