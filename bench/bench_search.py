@@ -47,6 +47,9 @@ DURATION_S = float(os.environ.get("BENCH_SEARCH_DURATION_S", "8"))
 CONCURRENCY = int(os.environ.get("BENCH_SEARCH_CONCURRENCY", "16"))
 #: catalog processes serving the searched catalog behind one port (as behind a load balancer)
 CATALOGS = int(os.environ.get("BENCH_SEARCH_CATALOGS", "2"))
+#: how requests reach the catalog processes: `least` (the one with the fewest in flight, as a least-request
+#: load balancer routes) or `kernel` (the shared SO_REUSEPORT port: the kernel spreads connections once)
+BALANCE = os.environ.get("BENCH_SEARCH_BALANCE", "least")
 DB = "bench_search"
 SECTOR = "agriculture"
 CHINESE = ["移民", "统计", "数据库", "学校", "卫生", "能源", "水", "培训"]
@@ -205,29 +208,40 @@ def queries(seed_: int) -> Callable[[], str]:
     return lambda: " ".join(rng.sample(WORDS, 2)) if rng.random() < 0.85 else "".join(rng.sample(CHINESE, 2))
 
 
-async def measure(url: str, token: str, params: Callable[[], dict[str, Any]], *, duration_s: float = DURATION_S,
-                  check: Callable[[dict[str, Any]], None] | None = None) -> tuple[float, float, float, int]:
+async def measure(urls: str | list[str], token: str, params: Callable[[], dict[str, Any]], *, duration_s: float = DURATION_S,
+                  check: Callable[[dict[str, Any]], None] | None = None, served: dict[str, int] | None = None) -> tuple[float, float, float, int]:
     """Requests/s, p50 and p95 (ms) and count at CONCURRENCY clients for `duration_s` (at least one
     request per client: a path slower than the window still gets a rate). The clients share one
     aiohttp session (gzip accepted, as a browser does): it costs ~1.5 ms of CPU a request here, httpx
-    ~4 ms, and the clients run on the same two cores as the servers they measure."""
+    ~4 ms, and the clients run on the same two cores as the servers they measure. With several `urls`
+    (one server's processes), each request goes to the one with the fewest requests in flight, as a
+    least-request load balancer routes; `served` counts the requests each answered."""
     import json
 
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    targets = [urls] if isinstance(urls, str) else list(urls)
+    in_flight = dict.fromkeys(targets, 0)
+    counts = served if served is not None else {}
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY * len(targets))
     timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers={"Authorization": f"Bearer {token}"}) as client:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers={"Authorization": f"Bearer {token}"}) as client:
         async def one() -> float:
+            url = min(targets, key=lambda u: in_flight[u])
+            in_flight[url] += 1
             t0 = time.perf_counter()
-            query = {k: str(v) for k, v in params().items()}
-            async with client.get("/v1/needs", params=query) as r:
-                body = await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status} {body[:200]!r}")
-            if check is not None:
-                check(json.loads(body))
-            return time.perf_counter() - t0
+            try:
+                query = {k: str(v) for k, v in params().items()}
+                async with client.get(url + "/v1/needs", params=query) as r:
+                    body = await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"{url}: HTTP {r.status} {body[:200]!r}")
+                if check is not None:
+                    check(json.loads(body))
+                return time.perf_counter() - t0
+            finally:
+                in_flight[url] -= 1
+                counts[url] = counts.get(url, 0) + 1
 
         latencies: list[float] = []
         t_start = time.perf_counter()
@@ -306,13 +320,18 @@ def main() -> int:
                 if page["search"]["meaning"] != "used":
                     failures.append(page["search"]["message"] or "meaning not used")
 
+            # a least-request balancer over the processes' own ports, or the kernel's spread over the shared one
+            searched: str | list[str] = list(own.values()) if BALANCE == "least" else urls["search"]
+            served: dict[str, int] = {}
+
             async def run() -> dict[str, tuple[float, float, float, int]]:
                 out = {}
-                out["search"] = await measure(urls["search"], token, lambda: {"sector": SECTOR, "q": q(), "sort": "relevance"}, check=fused)
-                out["search_words"] = await measure(urls["search"], token, lambda: {"sector": SECTOR, "q": q()})
+                out["search"] = await measure(searched, token, lambda: {"sector": SECTOR, "q": q(), "sort": "relevance"}, check=fused)
+                out["search_words"] = await measure(searched, token, lambda: {"sector": SECTOR, "q": q()})
                 rng = random.Random(3)
-                out["list"] = await measure(urls["search"], token, lambda: {"sector": rng.choice([SECTOR, "health", "energy"]), "sdg": rng.randrange(1, 18)})
-                out["list_country_group"] = await measure(urls["search"], token, lambda: {"region": "Africa", "group": "LDC", "sector": SECTOR})
+                out["list"] = await measure(searched, token, lambda: {"sector": rng.choice([SECTOR, "health", "energy"]), "sdg": rng.randrange(1, 18)},
+                                            served=served)
+                out["list_country_group"] = await measure(searched, token, lambda: {"region": "Africa", "group": "LDC", "sector": SECTOR})
                 out["regex"] = await measure(urls["regex"], token, lambda: {"sector": SECTOR, "q": q()}, duration_s=1.0)
                 return out
 
@@ -326,6 +345,9 @@ def main() -> int:
             print(f"list_p95_ms={figures['list'][2]:.1f}")
             print(f"search_vs_regex={figures['search'][0] / figures['regex'][0]:.1f}")
             print(f"search.meaning_failures={len(failures)}")
+            print(f"search.balance={BALANCE}")
+            if served:
+                print(f"search.list_served_share_max={max(served.values()) / sum(served.values()):.2f}  # the busiest process's share of the list pages")
             print(f"search.concurrency={CONCURRENCY}")
             print(f"search.total_s={time.monotonic() - started:.1f}")
         finally:
