@@ -2,7 +2,7 @@
 
 The matcher already holds every open item's unit-length multilingual vector (`ItemIndex.vectors`),
 so one matrix product ranks them all (memory-bound: ~20 ms alone at 100,000 × 384 here), or, for a
-selective filter, one over that filter's rows (`Corpus.subset`); filters are masks over the rows'
+selective filter, one over that filter's rows (`Corpus.selection`); filters are masks over the rows'
 columns (`Columns`). The query's similarity to the whole corpus (mean, standard deviation) comes back
 too (`Corpus.statistics`): e5's cosines are compressed (~0.78–0.91), so whether a neighbour stands out
 can only be judged against them, never by a fixed threshold.
@@ -90,29 +90,26 @@ class Columns:
     use. `mask` returns None when a filter cannot be said with them (a value without a bit of its own):
     the caller tests those rows one by one, as before."""
 
-    def __init__(self, bits: Mapping[str, np.ndarray], scalars: Mapping[str, np.ndarray]) -> None:
-        self.bits = bits
-        self.scalars = scalars
+    def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
+        """`columns`: field → one value per row (`KindTable.open_view`'s, or `of_docs`')."""
+        self.bits = {name: columns[name] for name in BIT_FIELDS}
+        self.scalars = {name: columns[name] for name in SCALAR_FIELDS}
         self._rows_of: dict[str, dict[Any, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def of_docs(cls, ids: list[str], docs: Mapping[str, Mapping[str, Any]]) -> Columns:
         """Columns from documents (rows in `ids` order): for a corpus not taken from the matcher's tables."""
-        bits = {name: np.zeros(len(ids), dtype=np.int64) for name in BIT_FIELDS}
-        scalars = {name: np.empty(len(ids), dtype=object) for name in SCALAR_FIELDS}
+        columns: dict[str, np.ndarray] = {name: np.zeros(len(ids), dtype=np.int64) for name in BIT_FIELDS}
+        columns |= {name: np.empty(len(ids), dtype=object) for name in SCALAR_FIELDS}
+        bit_makers = {**BIT_FIELDS, "languages": _assigned_language_bit}
         for row, item_id in enumerate(ids):
             doc = docs.get(item_id) or {}
-            for name, bit_of in BIT_FIELDS.items():
-                mask = 0
-                for value in doc.get(name) or []:
-                    bit = bit_of(value) if name != "languages" else _assigned_language_bit(value)
-                    if bit is not None:
-                        mask |= 1 << bit
-                bits[name][row] = mask
+            for name, bit_of in bit_makers.items():
+                columns[name][row] = sum({1 << bit for v in doc.get(name) or [] if (bit := bit_of(v)) is not None})
             for name in SCALAR_FIELDS:
-                scalars[name][row] = doc.get(name)
-        return cls(bits, scalars)
+                columns[name][row] = doc.get(name)
+        return cls(columns)
 
     def mask(self, filters: Mapping[str, list[Any]]) -> np.ndarray | None:
         """Rows passing every filter (as `passes` says), or None when a filter is beyond the columns."""
@@ -320,7 +317,7 @@ class _Derived:
         self.lock = threading.Lock()
         self.mean_vector: np.ndarray | None = None
         self.sample = np.zeros((0, 0), dtype=np.float32)
-        self.subsets: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.subsets: OrderedDict[tuple[Any, ...], Selection] = OrderedDict()
         self.subset_rows = 0
 
 
@@ -351,10 +348,11 @@ class Corpus:
             sims = batch @ sample.T
         return means, np.sqrt(np.mean((sims - means[:, None]) ** 2, axis=1))
 
-    def subset(self, filters: Mapping[str, list[Any]]) -> tuple[np.ndarray, np.ndarray] | None:
-        """The rows passing `filters` (ascending) and their vectors, gathered once per snapshot, when
-        the columns can say the filter and it passes at most SUBSET_MAX_SHARE of the rows; else None
-        (the search ranks every row)."""
+    def selection(self, filters: Mapping[str, list[Any]]) -> Selection | None:
+        """The rows passing `filters` (None: no filter, or one the columns cannot say: every row is
+        ranked and each is tested). A selective one (at most SUBSET_MAX_SHARE of the rows) also
+        carries its rows' vectors, gathered once per snapshot and kept (at most SUBSET_CACHE_SHARE
+        of the rows, least recently used dropped)."""
         if not filters or self.columns is None:
             return None
         key = tuple(sorted((name, tuple(sorted(map(str, values)))) for name, values in filters.items()))
@@ -368,16 +366,24 @@ class Corpus:
             return None
         rows = np.flatnonzero(passing)
         if len(rows) > SUBSET_MAX_SHARE * len(self.ids):
-            return None
-        held = (rows, np.take(self.matrix, rows, axis=0))
+            return Selection(rows)
+        held = Selection(rows, np.take(self.matrix, rows, axis=0))
         with d.lock:
             if key not in d.subsets:
                 d.subsets[key] = held
                 d.subset_rows += len(rows)
             while d.subset_rows > SUBSET_CACHE_SHARE * len(self.ids) and len(d.subsets) > 1:
-                _, (dropped, _) = d.subsets.popitem(last=False)
-                d.subset_rows -= len(dropped)
+                _, dropped = d.subsets.popitem(last=False)
+                d.subset_rows -= len(dropped.rows)
         return held
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows a filter passes (ascending) and, for a selective one, their vectors in that order."""
+
+    rows: np.ndarray
+    matrix: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -397,7 +403,7 @@ def answer(questions: list[Question], vectors: QueryVectors) -> list[Nearest | E
     the batch: the product is memory-bound). `Expired` for a query whose caller's deadline passed
     before it was embedded. A similarity may differ from one-at-a-time's in its 7th digit (~1e-7:
     OpenBLAS sums in an order that depends on the query's place in the batch, measured). A selective
-    filter's rows are ranked alone (`Corpus.subset`); the corpus statistics come from
+    filter's rows are ranked alone (`Corpus.selection`); the corpus statistics come from
     `Corpus.statistics`, exact below SAMPLE_ROWS rows."""
     asked: dict[str, float | None] = {}
     for x in questions:
@@ -419,28 +425,25 @@ def answer(questions: list[Question], vectors: QueryVectors) -> list[Nearest | E
             continue
         means, stds = corpus.statistics(np.stack([rows[i] for i in members]).astype(np.float32, copy=False))
         stats = {i: (float(means[n]), float(stds[n])) for n, i in enumerate(members)}
-        # questions whose filter has its own rows share a product over those rows; the others, one over all
-        plans: dict[int, tuple[tuple[np.ndarray, np.ndarray] | None, list[int]]] = {}
+        # questions whose filter has its own vectors share a product over them; the others, one over all
+        plans: dict[int, tuple[np.ndarray, list[tuple[int, Selection | None]]]] = {}
         for i in members:
-            subset = corpus.subset(questions[i].filters)
-            plans.setdefault(id(subset) if subset is not None else 0, (subset, []))[1].append(i)
-        for subset, asking in plans.values():
-            batch = np.stack([rows[i] for i in asking]).astype(np.float32, copy=False)
+            chosen = corpus.selection(questions[i].filters)
+            ranked_rows = chosen.matrix if chosen is not None and chosen.matrix is not None else corpus.matrix
+            plans.setdefault(id(ranked_rows), (ranked_rows, []))[1].append((i, chosen))
+        for ranked_rows, asking in plans.values():
+            batch = np.stack([rows[i] for i, _ in asking]).astype(np.float32, copy=False)
             with one_blas_thread():
-                sims = batch @ (corpus.matrix if subset is None else subset[1]).T  # (queries, rows): each query's contiguous
-            for row, i in enumerate(asking):
+                sims = batch @ ranked_rows.T  # (queries, rows): each query's similarities contiguous
+            for row, (i, chosen) in enumerate(asking):
                 x = questions[i]
-                if subset is not None:
-                    out[i] = ranked_among(corpus.ids, subset[0], sims[row], x.k, stats[i])
-                    continue
-                docs, filters = corpus.docs, x.filters
-                passing = corpus.columns.mask(filters) if filters and corpus.columns is not None else None
-                if passing is not None:
-                    among = np.flatnonzero(passing)
-                    out[i] = ranked_among(corpus.ids, among, sims[row][among], x.k, stats[i])
-                    continue
-                allowed = (lambda item_id, docs=docs, filters=filters: passes(docs.get(item_id), filters)) if filters else None
-                out[i] = ranked(corpus.ids, sims[row], x.k, allowed, stats[i])
+                if chosen is None:
+                    docs, filters = corpus.docs, x.filters
+                    allowed = (lambda item_id, docs=docs, filters=filters: passes(docs.get(item_id), filters)) if filters else None
+                    out[i] = ranked(corpus.ids, sims[row], x.k, allowed, stats[i])
+                else:
+                    among = sims[row] if chosen.matrix is not None else sims[row][chosen.rows]
+                    out[i] = ranked_among(corpus.ids, chosen.rows, among, x.k, stats[i])
     return [o for o in out if o is not None]
 
 

@@ -113,9 +113,7 @@ def register(app: faust.App, runtime: MatcherRuntime) -> None:
         version = (id(service.index), service.index.version(kind))
         if held is None or (now - held[0] > CORPUS_MAX_AGE_S and held[1] != version):
             ids, matrix, columns = service.index.search_view(kind)
-            bits = {name: columns[name] for name in search.BIT_FIELDS}
-            scalars = {name: columns[name] for name in search.SCALAR_FIELDS}
-            held = corpora[kind] = (now, version, search.Corpus(ids, matrix, service.index.docs[kind], search.Columns(bits, scalars)))
+            held = corpora[kind] = (now, version, search.Corpus(ids, matrix, service.index.docs[kind], search.Columns(columns)))
         return held[2]
 
     async def caller(view: View, request: Request) -> Principal | Response:

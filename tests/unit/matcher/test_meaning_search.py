@@ -160,8 +160,7 @@ def test_filters_as_column_masks_answer_as_the_test_of_each_row_does() -> None:
         index.put({**doc, "status": "withdrawn", "revision": 2})
     ids, matrix, columns = index.search_view("offer")
     assert len(ids) == matrix.shape[0] == len(columns["country"]) and 0 < len(ids) < 300
-    table = Corpus(ids, matrix, index.docs["offer"], search.Columns({n: columns[n] for n in search.BIT_FIELDS},
-                                                                   {n: columns[n] for n in search.SCALAR_FIELDS}))
+    table = Corpus(ids, matrix, index.docs["offer"], search.Columns(columns))
     from_docs = Corpus(ids, matrix, index.docs["offer"], search.Columns.of_docs(ids, index.docs["offer"]))
     plain = Corpus(ids, matrix, index.docs["offer"])
     rng = random.Random(2)
@@ -215,4 +214,5 @@ def test_a_selective_filter_is_ranked_over_its_own_rows_and_the_kept_rows_stay_b
         assert [i for i, _ in got.hits] == [i for i, _ in want.hits]
         assert c.derived.subset_rows <= search.SUBSET_CACHE_SHARE * n
     assert len(c.derived.subsets) == int(search.SUBSET_CACHE_SHARE * 20)  # 5% each: the ten most recent are kept
-    assert c.subset({"sectors": ["health"]}) is None  # half the rows: every row is ranked
+    half = c.selection({"sectors": ["health"]})
+    assert half is not None and half.matrix is None  # half the rows: ranked among all, not gathered
