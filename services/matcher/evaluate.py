@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                         "gaming.code_credit_without_semantics", "skew_drop_max", "skew.distinct_drop_max", "parity_spread_max",
                         "parity_spread_mean"):
                 print(f"ablation.{name}.{key}={ab.values[key]:.4f}")
+        for line in parity_tradeoff(needs, offers, grades, vectors, rules, pool, gamers, psets, skew):
+            print(line)
     if args.ablation:
         for component in rules.weights.model_dump():
             ablated = evaluate(needs, offers, grades, {"ssmatch": system_scores(needs, offers, vectors, rules, ablate=component, baselines=False)["ssmatch"]})
@@ -392,6 +394,44 @@ def reports(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[
     values["parity_spread_mean"] = sum(spreads) / max(len(spreads), 1)
     lines += [f"parity_spread_mean={sum(spreads) / max(len(spreads), 1):.4f}", f"parity_spread_max={values['parity_spread_max']:.4f}"]
     return Figures(values, lines)
+
+
+TRADEOFF_CEILINGS = (0.35, 0.25, 0.18)
+
+
+def translation_cosines(sets: list[tuple[MatchItem, list[MatchItem]]], corpus: list[MatchItem], vectors: dict[str, np.ndarray],
+                        rules: Rules) -> list[float]:
+    """The centred cosine of each parity set's need with each translation of its offer (same offer,
+    seven languages): how far apart the model puts texts that say the same thing."""
+    cents = centroids_for(corpus, vectors, rules)
+    out = []
+    for need, offers in sets:
+        for offer in offers:
+            batch = score_against(prepare(need.model_copy(update={"embedding": vectors[need.id].tolist()}), rules),
+                                  CandidateSet.build([prepare(offer.model_copy(update={"embedding": vectors[offer.id].tolist()}), rules)]),
+                                  rules, cents)
+            out.append(float(batch.cosine[0]))
+    return out
+
+
+def parity_tradeoff(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[str, str], int], vectors: dict[str, np.ndarray],
+                    rules: Rules, pool: list[MatchItem], gamers: list[MatchItem], psets: list[tuple[MatchItem, list[MatchItem]]],
+                    skew: dict[str, np.ndarray]) -> list[str]:
+    """Why parity and precision pull against each other with this model (issue 12, measured, not tuned):
+    the translations' centred cosines spread widely, so bringing their scores within 0.05 of one another
+    needs a semantic ceiling low enough to saturate them all, and then every related offer saturates too
+    and the best one no longer stands out. Each line is the whole report under a lower ceiling."""
+    cosines = translation_cosines(psets, needs + offers, vectors, rules)
+    lines = [f"tradeoff.translation_cosine_min={min(cosines, default=0.0):.4f}",
+             f"tradeoff.translation_cosine_max={max(cosines, default=0.0):.4f}"]
+    for ceiling in TRADEOFF_CEILINGS:
+        if ceiling <= rules.semantic.floor:
+            continue
+        variant = rules.model_copy(update={"semantic": rules.semantic.model_copy(update={"ceiling": ceiling})})
+        fig = reports(needs, offers, grades, vectors, variant, pool, gamers, psets, skew, baselines=False)
+        for key in ("precision@1", "pool.precision@1", "gaming_top5_share", "parity_spread_max"):
+            lines.append(f"tradeoff.ceiling_{ceiling}.{key}={fig.values[key]:.4f}")
+    return lines
 
 
 def ablations(rules: Rules) -> list[tuple[str, Rules]]:
