@@ -1,23 +1,30 @@
 """faust agents: the thin edge between Kafka and MatcherService.
 
-A batch is acked (faust commits past it) only when its loop iteration ends, i.e. after its output
-was sent and acknowledged by the broker. A failing batch is retried whole with backoff; if it keeps
-failing, its records are retried one by one and a record that still fails is dead-lettered, so one
-poison record neither stalls the partition nor takes the good ones with it.
+A batch goes through two stages: stage 1 embeds and stores its items (`MatcherService.ingest`),
+stage 2 settles the lists they affect and sends the result (`MatcherService.settle`). Stage 2 of a
+batch runs while stage 1 of the next one embeds (`SettleStage`): embedding is the slow, CPU-bound
+part, and settling mostly waits on the store and the broker. One batch settles at a time, in order.
+
+A batch is acked (faust commits past it) only after its stage 2 sent its output and the broker
+acknowledged it: its messages are held (a reference faust counts, like a second stream's) from the
+end of stage 1 until then. A failing stage is retried whole with backoff; if it keeps failing, its
+records are retried one by one and a record that still fails is dead-lettered, so one poison record
+neither stalls the partition nor takes the good ones with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import faust
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.matcher.runtime import MatcherRuntime
-from ssmatch.events import DeadLetterPayload, InvalidEvent, make_event, parse_event
+from ssmatch.events import DeadLetterPayload, InvalidEvent, ItemPayload, ItemWithdrawnPayload, make_event, parse_event
 from ssmatch.logging import correlation_id
 
 log = logging.getLogger(__name__)
@@ -71,6 +78,43 @@ async def process_isolating_poison(
             await deadletter(event, f"processing failed {record_attempts} times: {type(exc).__name__}: {exc}")
 
 
+class SettleStage(Generic[E, P]):
+    """Stage 2 of the batches, one at a time and in order, each while the next batch goes through
+    stage 1. `hand_over` waits for the previous batch to settle (so at most one batch is embedded
+    ahead: the queue and the lag stay bounded), holds the new batch's records, and starts settling
+    it; `release` acks a record once its batch settled. A cancelled settle (the worker stopping)
+    releases nothing: its records were never acked, so they are delivered again."""
+
+    def __init__(self, settle: Callable[[list[tuple[E, P]]], Awaitable[None]], hold: Callable[[E], None],
+                 release: Callable[[E], None]) -> None:
+        self._settle = settle
+        self._hold = hold
+        self._release = release
+        self._running: asyncio.Task[None] | None = None
+
+    async def hand_over(self, batch: list[tuple[E, P]]) -> None:
+        await self.drain()
+        for event, _ in batch:
+            self._hold(event)
+        self._running = asyncio.create_task(self._run(batch))
+
+    async def drain(self) -> None:
+        """Wait until the batch handed over last has settled (its records are then released)."""
+        running, self._running = self._running, None
+        if running is not None:
+            await running
+
+    async def _run(self, batch: list[tuple[E, P]]) -> None:
+        await self._settle(batch)
+        for event, _ in batch:
+            self._release(event)
+
+
+def item_keys(payloads: list[BaseModel]) -> list[tuple[str, str]]:
+    """The (kind, id) of every item the payloads name, in order, once each."""
+    return list(dict.fromkeys((p.kind, p.id) for p in payloads if isinstance(p, ItemPayload | ItemWithdrawnPayload)))
+
+
 def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) -> None:
     async def deadletter(event: Any, reason: str) -> None:
         import base64
@@ -91,17 +135,42 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
         runtime.metrics.deadlettered.inc()
         log.warning("dead-lettered record", extra={"topic": msg.topic, "offset": msg.offset, "reason": reason})
 
-    async def process(payloads: list[BaseModel]) -> None:
+    async def ingest(payloads: list[BaseModel]) -> None:
         service = await runtime.ensure_started()
-        keys = await service.ingest(payloads)
-        await service.settle(keys)
+        await service.ingest(payloads)
 
-    async def with_retries(parsed: list[tuple[Any, BaseModel]]) -> None:
-        await process_isolating_poison(parsed, process, deadletter, runtime.metrics.retries.inc)
+    async def settle(payloads: list[BaseModel]) -> None:
+        service = await runtime.ensure_started()
+        await service.settle(item_keys(payloads))
+
+    def release(event: Any) -> None:
+        event.ack()  # the last reference: faust may now commit past it
+        msg = event.message
+        runtime.metrics.processed_offset.labels(msg.topic, str(msg.partition)).set(msg.offset + 1)
+
+    async def settle_stage(parsed: list[tuple[Any, BaseModel]]) -> None:
+        token = correlation_id.set(f"settle-{parsed[0][0].message.topic}-{parsed[0][0].message.offset}")
+        try:
+            await process_isolating_poison(parsed, settle, deadletter, runtime.metrics.retries.inc)
+        finally:
+            correlation_id.reset(token)
+
+    async def ingest_stage(parsed: list[tuple[Any, BaseModel]]) -> list[tuple[Any, BaseModel]]:
+        """Stage 1 of a batch; returns its records that were not dead-lettered (those go on to stage 2)."""
+        poisoned: set[int] = set()
+
+        async def deadletter_ingest(event: Any, reason: str) -> None:
+            poisoned.add(id(event))
+            await deadletter(event, reason)
+
+        await process_isolating_poison(parsed, ingest, deadletter_ingest, runtime.metrics.retries.inc)
+        return [(event, payload) for event, payload in parsed if id(event) not in poisoned]
+
+    stage = SettleStage[Any, BaseModel](settle_stage, lambda event: event.message.incref(), release)
 
     @app.agent(topics["items"], name="score-items")
     async def score_items(stream: Any) -> None:
-        """Embed and store a batch, then settle every owned list it affects; ack after sending."""
+        """Embed and store a batch, then hand it to stage 2 (settle and send) and take the next."""
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await runtime.ensure_started()
             parsed: list[tuple[Any, BaseModel]] = []
@@ -116,9 +185,8 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
                 continue
             token = correlation_id.set(f"items-{events[0].message.topic}-{events[0].message.offset}")
             try:
-                await with_retries(parsed)
+                kept = await ingest_stage(parsed)
             finally:
                 correlation_id.reset(token)
-            for event in events:
-                msg = event.message
-                runtime.metrics.processed_offset.labels(msg.topic, str(msg.partition)).set(msg.offset + 1)
+            if kept:
+                await stage.hand_over(kept)

@@ -75,6 +75,9 @@ class MatcherService:
         self.stats = Stats()
         self._on_stage = on_stage or self.stats.observe
         self._expired_seen: set[tuple[Key, int]] = set()
+        # (id, revision) of the items this worker is storing: their change-stream echo is not news
+        self._storing: set[tuple[str, int]] = set()
+        self._marking: asyncio.Task[None] | None = None
 
     # ---- loading -----------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -84,7 +87,11 @@ class MatcherService:
                 self.index.put(doc)
 
     async def on_stored(self, doc: dict[str, Any]) -> None:
-        """An item another worker (or this one) stored: index it and settle what it affects."""
+        """An item another worker (or this one) stored: index it and settle what it affects. This
+        worker's own writes are indexed and settled by the batch that made them (`ingest`): settling
+        their echo as well would score each of them twice and hold the lock meanwhile."""
+        if (doc["_id"], doc["revision"]) in self._storing:
+            return
         async with self.lock:
             if not self.index.put(doc):
                 return
@@ -105,17 +112,23 @@ class MatcherService:
         t1 = time.perf_counter()
         self._on_stage("embed", t1 - t0)
         keys: list[Key] = []
-        # the text → vector cache and the items are written together: one round trip of waiting, not two
-        _, stored_flags = await asyncio.gather(self.store.cache_vectors(fresh), self.store.put_items(docs))
-        for doc, stored in zip(docs, stored_flags, strict=True):
-            await self._index(doc if stored else None, doc["kind"], doc["_id"], doc["revision"])
-            keys.append((doc["kind"], doc["_id"]))
-        for p in payloads:
-            if isinstance(p, ItemWithdrawnPayload):
+        withdrawals = [p for p in payloads if isinstance(p, ItemWithdrawnPayload)]
+        storing = {(doc["_id"], doc["revision"]) for doc in docs} | {(p.id, p.revision) for p in withdrawals}
+        storing -= self._storing
+        self._storing |= storing
+        try:
+            # the text → vector cache and the items are written together: one round trip of waiting, not two
+            _, stored_flags = await asyncio.gather(self.store.cache_vectors(fresh), self.store.put_items(docs))
+            for doc, stored in zip(docs, stored_flags, strict=True):
+                await self._index(doc if stored else None, doc["kind"], doc["_id"], doc["revision"])
+                keys.append((doc["kind"], doc["_id"]))
+            for p in withdrawals:
                 stored = await self.store.withdraw_item(p.kind, p.id, p.organization_id, p.revision)
                 mini = {"_id": p.id, "kind": p.kind, "organization_id": p.organization_id, "status": "withdrawn", "revision": p.revision}
                 await self._index(mini if stored else None, p.kind, p.id, p.revision)
                 keys.append((p.kind, p.id))
+        finally:
+            self._storing -= storing
         self._on_stage("store", time.perf_counter() - t1)
         return list(dict.fromkeys(keys))
 
@@ -243,7 +256,10 @@ class MatcherService:
                 out.append((key, state, step, self._events(key, state, step)))
             return out
 
+        t0 = time.perf_counter()
         steps = await asyncio.to_thread(compute)
+        t1 = time.perf_counter()
+        self._on_stage("lists_compute", t1 - t0)
         if not steps:
             return 0
         written = await self.store.write_lists([
@@ -260,13 +276,41 @@ class MatcherService:
                 done.append((key, step.version))
             else:
                 redo.append(key)
+        t2 = time.perf_counter()
+        self._on_stage("lists_write", t2 - t1)
         await self.send(records_out)
-        await self.store.mark_sents(done)
+        self._on_stage("send", time.perf_counter() - t2)
+        await self._mark_sent_soon(done)
         sent = len(records_out)
         for key in redo:
             self.book.lists.pop(key, None)
             sent += await self._write(key, now)
         return sent
+
+    async def _mark_sent_soon(self, steps: list[tuple[Key, int]]) -> None:
+        """Mark sent steps off the path of the next batch: it waits only if the previous marking is
+        still running (one at a time). A step left unmarked (the worker died first, or the store
+        refused) is sent again with the same event ids by whoever takes its list over, and consumers
+        absorb repeats, so marking is bookkeeping, not what makes a proposal visible."""
+        await self.flush_marks()
+        if not steps:
+            return
+
+        async def mark() -> None:
+            t0 = time.perf_counter()
+            try:
+                await self.store.mark_sents(steps)
+            except Exception as exc:  # noqa: BLE001 - see the docstring: a repeat, not a loss
+                log.warning("could not mark %d sent list steps; a takeover will send them again", len(steps), extra={"error": repr(exc)})
+            self._on_stage("mark_sent", time.perf_counter() - t0)
+
+        self._marking = asyncio.create_task(mark())
+
+    async def flush_marks(self) -> None:
+        """Wait for the marking in flight, if any."""
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            await marking
 
     async def _write(self, key: Key, now: datetime | None = None) -> int:
         """One versioned step of one list: compute, store (compare-and-set), send, mark sent."""

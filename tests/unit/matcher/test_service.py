@@ -175,3 +175,62 @@ async def test_lists_derived_from_fresh_scores_equal_lists_recomputed_after_ever
                 assert held == [r for r in truth if pool.bound is None or r <= pool.bound][: book.keep], f"seed {seed}, event {n}: pool {key}"
         assert book.derived > 3 * book.recomputed, (book.derived, book.recomputed)  # the reserve replaces members that leave
         assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids), f"seed {seed}"
+
+
+async def test_the_change_stream_echo_of_an_item_this_worker_is_storing_is_left_to_the_batch_that_stores_it(cluster_factory: Any) -> None:
+    vectors = {"n0": direction({0: 1.0}), "o0": direction({0: 1.0, 1: 0.5})}
+    cluster = cluster_factory(workers=1, vectors=vectors)
+    worker = cluster.workers[0]
+    await cluster.deliver(item("need", "n0"))
+    settled: list[list[Any]] = []
+    settle = worker.settle
+
+    async def counting_settle(keys: list[Any], now: Any = None) -> int:
+        settled.append(list(keys))
+        return await settle(keys, now)
+
+    worker.settle = counting_settle  # type: ignore[method-assign]
+    put_items = cluster.store.put_items
+
+    async def echoing_put_items(docs: list[dict[str, Any]]) -> list[bool]:
+        stored = await put_items(docs)
+        for doc in docs:  # the change stream reports the write before the batch has indexed it
+            await worker.on_stored({**doc})
+        return stored
+
+    cluster.store.put_items = echoing_put_items  # type: ignore[method-assign]
+    keys = await worker.ingest([item("offer", "o0")])
+    await worker.settle(keys)
+    assert settled == [[("offer", "o0")]]  # once, by the batch: the echo neither indexed nor settled it
+    assert cluster.catalog.proposed() == {("n0", "o0")}
+    # another worker's write of a newer revision is news, and is settled from its echo
+    newer = {**(await cluster.store.get_item("o0")), "revision": 2}  # type: ignore[dict-item]
+    await worker.on_stored(newer)
+    assert settled[-1] == [("offer", "o0")] and len(settled) == 2
+
+
+async def test_a_sent_step_is_marked_off_the_batch_path_and_a_failed_mark_only_repeats_the_same_events(cluster_factory: Any) -> None:
+    vectors = {"n0": direction({0: 1.0}), "o0": direction({0: 1.0, 1: 0.5})}
+    cluster = cluster_factory(workers=1, vectors=vectors)
+    worker = cluster.workers[0]
+    await cluster.deliver(item("need", "n0"))
+    await worker.flush_marks()
+    assert all(not pending for _, pending in cluster.store.lists.values())
+
+    async def refuse(steps: list[Any]) -> None:
+        raise ConnectionError("store blip")
+
+    cluster.store.mark_sents = refuse  # type: ignore[method-assign]
+    keys = await worker.ingest([item("offer", "o0")])
+    await worker.settle(keys)  # the refusal is not the batch's failure: its events were sent
+    await worker.flush_marks()
+    assert cluster.catalog.proposed() == {("n0", "o0")}
+    ids = list(cluster.catalog.event_ids)
+    assert any(pending for _, pending in cluster.store.lists.values())
+    # the next owner sends the unmarked step again, with the same event ids
+    cluster.workers.clear()
+    fresh = cluster.add_worker(lambda *_: True)
+    await fresh.load()
+    await fresh.reconcile()
+    assert cluster.catalog.proposed() == {("n0", "o0")}
+    assert set(cluster.catalog.event_ids) == set(ids) and len(cluster.catalog.event_ids) > len(ids)
