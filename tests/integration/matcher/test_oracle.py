@@ -210,10 +210,10 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
         """The snapshot the workers score with (rebuilt as the corpus grows), priors before the first."""
         snap = await load_centring(matcher_db["meta"])
         return (snap or priors_only(rules.semantic.language_prior_weight)).centroids
-    async def centring_refresh_due() -> bool:
-        """Would a worker still rebuild the centring snapshot for the final corpus? That is work to
-        come (every list rescored): the stream is not quiet until it is done."""
-        snap = await load_centring(matcher_db["meta"])
+
+    def centring_refresh_due(snap: Any) -> bool:
+        """Would a worker still rebuild the centring snapshot `snap` for the final corpus? That is work
+        to come (every list rescored): the stream is not quiet until it is done."""
         now = datetime.now(UTC)
         open_n = sum(1 for d in scenario.docs(vectors) if d.get("status") == "open" and (d.get("expires_at") is None or d["expires_at"] > now))
         return open_n >= CENTRING_MIN_ITEMS and open_n >= REFRESH_GROWTH * (snap.items if snap else 0)
@@ -234,10 +234,18 @@ async def test_the_stream_converges_to_the_oracle(n_workers: int, own_broker: Br
         expected: set[tuple[str, str]] = set()
 
         async def converged() -> bool:
+            """Quiet: everything processed, no snapshot rebuild due, the proposals equal the oracle under
+            the snapshot in force, and that snapshot still in force once all of this was read (a worker
+            that rebuilt it meanwhile is rescoring every list: the check that saw the old one is void)."""
             nonlocal expected
-            expected = oracle(scenario.docs(vectors), rules, await centroids_in_force())
-            return await processed_everything(workers, f"{settings.group_prefix}-matcher", own_broker.bootstrap, counts) \
-                and not await centring_refresh_due() and await proposed_pairs(store, scenario.prefix) == expected
+            snap = await load_centring(matcher_db["meta"])
+            if centring_refresh_due(snap):
+                return False
+            expected = oracle(scenario.docs(vectors), rules, (snap or priors_only(rules.semantic.language_prior_weight)).centroids)
+            quiet = await processed_everything(workers, f"{settings.group_prefix}-matcher", own_broker.bootstrap, counts) \
+                and await proposed_pairs(store, scenario.prefix) == expected
+            after = await load_centring(matcher_db["meta"])
+            return quiet and (after.version if after else None) == (snap.version if snap else None)
 
         t_published = time.monotonic()
         try:
