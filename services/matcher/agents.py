@@ -24,7 +24,8 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.matcher.runtime import MatcherRuntime
-from ssmatch.events import DeadLetterPayload, InvalidEvent, ItemPayload, ItemWithdrawnPayload, make_event, parse_event
+from services.matcher.service import item_keys
+from ssmatch.events import DeadLetterPayload, InvalidEvent, make_event, parse_event
 from ssmatch.logging import correlation_id
 
 log = logging.getLogger(__name__)
@@ -58,32 +59,38 @@ async def process_isolating_poison(
     batch_attempts: int = BATCH_ATTEMPTS,
     record_attempts: int = RECORD_ATTEMPTS,
     backoff_s: float = BACKOFF_S,
-) -> None:
+) -> list[tuple[E, P]]:
     """The batch with backoff; if it keeps failing, each record alone, and the ones that still fail
     (poison) to the dead-letter topic, so one bad record cannot stop the partition or take the good
-    ones with it. Returns once every record was processed or dead-lettered (then the batch may be acked)."""
+    ones with it. Returns once every record was processed or dead-lettered (then the batch may be
+    acked), with the records that were processed (the batch less the dead-lettered ones)."""
     try:
         async for attempt in _retrying(batch_attempts, backoff_s, on_retry):
             with attempt:
                 await process([payload for _, payload in batch])
-        return
+        return batch
     except Exception:  # noqa: BLE001 - isolate the poison record(s) below
         pass
+    processed = []
     for event, payload in batch:
         try:
             async for attempt in _retrying(record_attempts, backoff_s, on_retry):
                 with attempt:
                     await process([payload])
+            processed.append((event, payload))
         except Exception as exc:  # noqa: BLE001
             await deadletter(event, f"processing failed {record_attempts} times: {type(exc).__name__}: {exc}")
+    return processed
 
 
 class SettleStage(Generic[E, P]):
     """Stage 2 of the batches, one at a time and in order, each while the next batch goes through
     stage 1. `hand_over` waits for the previous batch to settle (so at most one batch is embedded
-    ahead: the queue and the lag stay bounded), holds the new batch's records, and starts settling
-    it; `release` acks a record once its batch settled. A cancelled settle (the worker stopping)
-    releases nothing: its records were never acked, so they are delivered again."""
+    ahead: the queue and the lag stay bounded), holds the records to settle, and starts settling
+    them; once they settled, `release` is called for every event of the batch, in order (the held
+    ones are acked then; the others, dead-lettered or invalid, are only reported done after what
+    came before them). A cancelled settle (the worker stopping) releases nothing: its records were
+    never acked, so they are delivered again."""
 
     def __init__(self, settle: Callable[[list[tuple[E, P]]], Awaitable[None]], hold: Callable[[E], None],
                  release: Callable[[E], None]) -> None:
@@ -92,11 +99,13 @@ class SettleStage(Generic[E, P]):
         self._release = release
         self._running: asyncio.Task[None] | None = None
 
-    async def hand_over(self, batch: list[tuple[E, P]]) -> None:
+    async def hand_over(self, batch: list[tuple[E, P]], events: list[E] | None = None) -> None:
+        """Settle `batch`; `events`: the whole batch's events to release afterwards (default: `batch`'s)."""
         await self.drain()
         for event, _ in batch:
             self._hold(event)
-        self._running = asyncio.create_task(self._run(batch))
+        done = [e for e, _ in batch] if events is None else events
+        self._running = asyncio.create_task(self._run(batch, done))
 
     async def drain(self) -> None:
         """Wait until the batch handed over last has settled (its records are then released)."""
@@ -104,15 +113,11 @@ class SettleStage(Generic[E, P]):
         if running is not None:
             await running
 
-    async def _run(self, batch: list[tuple[E, P]]) -> None:
-        await self._settle(batch)
-        for event, _ in batch:
+    async def _run(self, batch: list[tuple[E, P]], events: list[E]) -> None:
+        if batch:
+            await self._settle(batch)
+        for event in events:
             self._release(event)
-
-
-def item_keys(payloads: list[BaseModel]) -> list[tuple[str, str]]:
-    """The (kind, id) of every item the payloads name, in order, once each."""
-    return list(dict.fromkeys((p.kind, p.id) for p in payloads if isinstance(p, ItemPayload | ItemWithdrawnPayload)))
 
 
 def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) -> None:
@@ -144,7 +149,7 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
         await service.settle(item_keys(payloads))
 
     def release(event: Any) -> None:
-        event.ack()  # the last reference: faust may now commit past it
+        event.ack()  # a held event's last reference: faust may now commit past it (a no-op for the others)
         msg = event.message
         runtime.metrics.processed_offset.labels(msg.topic, str(msg.partition)).set(msg.offset + 1)
 
@@ -154,17 +159,6 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
             await process_isolating_poison(parsed, settle, deadletter, runtime.metrics.retries.inc)
         finally:
             correlation_id.reset(token)
-
-    async def ingest_stage(parsed: list[tuple[Any, BaseModel]]) -> list[tuple[Any, BaseModel]]:
-        """Stage 1 of a batch; returns its records that were not dead-lettered (those go on to stage 2)."""
-        poisoned: set[int] = set()
-
-        async def deadletter_ingest(event: Any, reason: str) -> None:
-            poisoned.add(id(event))
-            await deadletter(event, reason)
-
-        await process_isolating_poison(parsed, ingest, deadletter_ingest, runtime.metrics.retries.inc)
-        return [(event, payload) for event, payload in parsed if id(event) not in poisoned]
 
     stage = SettleStage[Any, BaseModel](settle_stage, lambda event: event.message.incref(), release)
 
@@ -181,12 +175,12 @@ def register(app: faust.App, runtime: MatcherRuntime, topics: dict[str, Any]) ->
                     parsed.append((event, payload))
                 except InvalidEvent as exc:
                     await deadletter(event, f"invalid event: {exc}")
-            if not parsed:
-                continue
-            token = correlation_id.set(f"items-{events[0].message.topic}-{events[0].message.offset}")
-            try:
-                kept = await ingest_stage(parsed)
-            finally:
-                correlation_id.reset(token)
-            if kept:
-                await stage.hand_over(kept)
+            kept: list[tuple[Any, BaseModel]] = []
+            if parsed:
+                token = correlation_id.set(f"items-{events[0].message.topic}-{events[0].message.offset}")
+                try:
+                    # stage 1; the records dead-lettered there do not go on to stage 2
+                    kept = await process_isolating_poison(parsed, ingest, deadletter, runtime.metrics.retries.inc)
+                finally:
+                    correlation_id.reset(token)
+            await stage.hand_over(kept, list(events))

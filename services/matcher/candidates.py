@@ -320,17 +320,19 @@ class KindTable:
         rows = self.rows()
         return np.asarray(rows[self.has_vector[rows]])
 
+    def _ids_and_vectors(self, rows: np.ndarray) -> tuple[list[str], np.ndarray]:
+        return self.ids[rows].tolist(), self.vectors[rows].copy() if self.dims else np.zeros((0, 0), dtype=np.float32)
+
     def open_vectors(self) -> tuple[list[str], np.ndarray]:
         """Ids and float32 vectors (rows aligned) of the open items that have a vector (copies)."""
-        rows = self._rows_with_vectors()
-        return self.ids[rows].tolist(), self.vectors[rows].copy() if self.dims else np.zeros((0, 0), dtype=np.float32)
+        return self._ids_and_vectors(self._rows_with_vectors())
 
     def open_view(self) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
         """`open_vectors` and, rows aligned, the filter fields a search may carry: the bitmask columns
         (sectors, modalities, sdgs, languages, as the scorer sets its bits) and the country and
         organization of each row (copies: the snapshot never changes under its reader)."""
-        ids, matrix = self.open_vectors()
         rows = self._rows_with_vectors()
+        ids, matrix = self._ids_and_vectors(rows)
         columns = {"sectors": self.sectors[rows], "modalities": self.modalities[rows], "sdgs": self.sdgs[rows],
                    "languages": self.languages[rows], "country": self.countries[rows], "organization_id": self.orgs[rows]}
         return ids, matrix, columns

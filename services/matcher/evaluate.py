@@ -27,7 +27,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 from rapidfuzz import fuzz, utils
 
-from services.matcher.scoring import CandidateSet, Embedder, LanguageCentroids, MatchItem, Rules, item_text, load_rules, prepare, score_against
+from services.matcher.scoring import CandidateSet, Embedder, LanguageCentroids, MatchItem, Prepared, Rules, item_text, load_rules, prepare, score_against
 from services.matcher.scoring.centering import default_priors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +106,11 @@ def centring_options(rules: Rules) -> dict[str, Any]:
     return rules.semantic.centring_options()
 
 
+def _prepared(item: MatchItem, vectors: dict[str, np.ndarray], rules: Rules) -> Prepared:
+    """The item as the scorer takes it, with its vector from `vectors`."""
+    return prepare(item.model_copy(update={"embedding": vectors[item.id].tolist()}), rules)
+
+
 def system_scores(needs: list[MatchItem], offers: list[MatchItem], vectors: dict[str, np.ndarray], rules: Rules, ablate: str | None = None,
                   centroids: LanguageCentroids | None = None, baselines: bool = True) -> dict[str, dict[str, np.ndarray]]:
     texts_n = [item_text(n) for n in needs]
@@ -118,12 +123,10 @@ def system_scores(needs: list[MatchItem], offers: list[MatchItem], vectors: dict
         rules = rules.model_copy(update={"weights": type(rules.weights)(**weights)})
     if centroids is None:
         centroids = centroids_for(needs + offers, vectors, rules)  # the stored corpus the matcher would hold
-    prepared_offers = [prepare(o.model_copy(update={"embedding": vectors[o.id].tolist()}), rules) for o in offers]
-    cset = CandidateSet.build(prepared_offers)
+    cset = CandidateSet.build([_prepared(o, vectors, rules) for o in offers])
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for n, tn in zip(needs, texts_n, strict=True):
-        pn = prepare(n.model_copy(update={"embedding": vectors[n.id].tolist()}), rules)
-        batch = score_against(pn, cset, rules, centroids)
+        batch = score_against(_prepared(n, vectors, rules), cset, rules, centroids)
         out["ssmatch"][n.id] = np.where(batch.excluded, -1.0, batch.total)
         if bm25 is not None:
             out["bm25"][n.id] = bm25.get_scores(_words(tn))
@@ -234,10 +237,10 @@ def gaming_report(needs: list[MatchItem], offers: list[MatchItem], gamers: list[
         best = max(best, max(float(scores[n.id][j]) for j, o in enumerate(everything) if o.id in ids))
     # codes must confirm the texts: the most code credit any dev pair earns with no semantic agreement
     cents = centroids_for(needs + offers, vectors, rules)
-    cset = CandidateSet.build([prepare(o.model_copy(update={"embedding": vectors[o.id].tolist()}), rules) for o in offers])
+    cset = CandidateSet.build([_prepared(o, vectors, rules) for o in offers])
     unconfirmed = 0.0
     for n in needs:
-        batch = score_against(prepare(n.model_copy(update={"embedding": vectors[n.id].tolist()}), rules), cset, rules, cents)
+        batch = score_against(_prepared(n, vectors, rules), cset, rules, cents)
         w = rules.weights.normalised()
         credit = sum(w[k] * batch.components[k] for k in ("sectors", "modalities", "sdgs"))
         blind = (batch.components["semantic"] <= 0) & ~batch.excluded
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                         "gaming.code_credit_without_semantics", "skew_drop_max", "skew.distinct_drop_max", "parity_spread_max",
                         "parity_spread_mean"):
                 print(f"ablation.{name}.{key}={ab.values[key]:.4f}")
-        for line in parity_tradeoff(needs, offers, grades, vectors, rules, pool, gamers, psets, skew):
+        for line in parity_tradeoff(needs, offers, grades, vectors, rules, pool, gamers, psets):
             print(line)
     if args.ablation:
         for component in rules.weights.model_dump():
@@ -404,23 +407,20 @@ def translation_cosines(sets: list[tuple[MatchItem, list[MatchItem]]], corpus: l
     """The centred cosine of each parity set's need with each translation of its offer (same offer,
     seven languages): how far apart the model puts texts that say the same thing."""
     cents = centroids_for(corpus, vectors, rules)
-    out = []
+    out: list[float] = []
     for need, offers in sets:
-        for offer in offers:
-            batch = score_against(prepare(need.model_copy(update={"embedding": vectors[need.id].tolist()}), rules),
-                                  CandidateSet.build([prepare(offer.model_copy(update={"embedding": vectors[offer.id].tolist()}), rules)]),
-                                  rules, cents)
-            out.append(float(batch.cosine[0]))
+        batch = score_against(_prepared(need, vectors, rules), CandidateSet.build([_prepared(o, vectors, rules) for o in offers]), rules, cents)
+        out += [float(c) for c in batch.cosine]
     return out
 
 
 def parity_tradeoff(needs: list[MatchItem], offers: list[MatchItem], grades: dict[tuple[str, str], int], vectors: dict[str, np.ndarray],
-                    rules: Rules, pool: list[MatchItem], gamers: list[MatchItem], psets: list[tuple[MatchItem, list[MatchItem]]],
-                    skew: dict[str, np.ndarray]) -> list[str]:
+                    rules: Rules, pool: list[MatchItem], gamers: list[MatchItem], psets: list[tuple[MatchItem, list[MatchItem]]]) -> list[str]:
     """Why parity and precision pull against each other with this model (issue 12, measured, not tuned):
     the translations' centred cosines spread widely, so bringing their scores within 0.05 of one another
     needs a semantic ceiling low enough to saturate them all, and then every related offer saturates too
-    and the best one no longer stands out. Each line is the whole report under a lower ceiling."""
+    and the best one no longer stands out. Each line is the report under a lower ceiling (without the skew
+runs, the costly part, which the lines do not show)."""
     cosines = translation_cosines(psets, needs + offers, vectors, rules)
     lines = [f"tradeoff.translation_cosine_min={min(cosines, default=0.0):.4f}",
              f"tradeoff.translation_cosine_max={max(cosines, default=0.0):.4f}"]
@@ -428,7 +428,7 @@ def parity_tradeoff(needs: list[MatchItem], offers: list[MatchItem], grades: dic
         if ceiling <= rules.semantic.floor:
             continue
         variant = rules.model_copy(update={"semantic": rules.semantic.model_copy(update={"ceiling": ceiling})})
-        fig = reports(needs, offers, grades, vectors, variant, pool, gamers, psets, skew, baselines=False)
+        fig = reports(needs, offers, grades, vectors, variant, pool, gamers, psets, {}, baselines=False)
         for key in ("precision@1", "pool.precision@1", "gaming_top5_share", "parity_spread_max"):
             lines.append(f"tradeoff.ceiling_{ceiling}.{key}={fig.values[key]:.4f}")
     return lines

@@ -43,6 +43,11 @@ Sender = Callable[[list[Record]], Awaitable[None]]
 Embed = Callable[[list[str]], np.ndarray]
 
 
+def item_keys(payloads: list[BaseModel]) -> list[Key]:
+    """The (kind, id) of every item the payloads name, in order, once each."""
+    return list(dict.fromkeys((p.kind, p.id) for p in payloads if isinstance(p, ItemPayload | ItemWithdrawnPayload)))
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -111,7 +116,6 @@ class MatcherService:
         fresh = await self._attach_vectors(docs)
         t1 = time.perf_counter()
         self._on_stage("embed", t1 - t0)
-        keys: list[Key] = []
         withdrawals = [p for p in payloads if isinstance(p, ItemWithdrawnPayload)]
         storing = {(doc["_id"], doc["revision"]) for doc in docs} | {(p.id, p.revision) for p in withdrawals}
         storing -= self._storing
@@ -121,16 +125,14 @@ class MatcherService:
             _, stored_flags = await asyncio.gather(self.store.cache_vectors(fresh), self.store.put_items(docs))
             for doc, stored in zip(docs, stored_flags, strict=True):
                 await self._index(doc if stored else None, doc["kind"], doc["_id"], doc["revision"])
-                keys.append((doc["kind"], doc["_id"]))
             for p in withdrawals:
                 stored = await self.store.withdraw_item(p.kind, p.id, p.organization_id, p.revision)
                 mini = {"_id": p.id, "kind": p.kind, "organization_id": p.organization_id, "status": "withdrawn", "revision": p.revision}
                 await self._index(mini if stored else None, p.kind, p.id, p.revision)
-                keys.append((p.kind, p.id))
         finally:
             self._storing -= storing
         self._on_stage("store", time.perf_counter() - t1)
-        return list(dict.fromkeys(keys))
+        return item_keys(payloads)
 
     async def _index(self, doc: dict[str, Any] | None, kind: str, item_id: str, revision: int) -> None:
         """Index what was stored; when the store already had it (another worker, or before a crash),

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from services.matcher.agents import SettleStage, item_keys, process_isolating_poison
+from services.matcher.agents import SettleStage, process_isolating_poison
+from services.matcher.service import item_keys
 from ssmatch.events import ItemPayload, ItemWithdrawnPayload
 
 
@@ -116,3 +117,27 @@ def test_item_keys_name_each_item_once_in_order() -> None:
                 ItemPayload.model_validate({**snap, "id": "o1", "kind": "offer"}),
                 ItemWithdrawnPayload(id="n1", kind="need", organization_id="org", revision=3)]
     assert item_keys(payloads) == [("need", "n1"), ("offer", "o1")]
+
+
+async def test_the_records_processed_are_returned_without_the_dead_lettered_ones() -> None:
+    async def deadletter(event: int, reason: str) -> None:
+        pass
+
+    batch = [(1, "a"), (2, "poison-x"), (3, "c")]
+    assert await process_isolating_poison(batch, Flaky(), deadletter, lambda: None, batch_attempts=1, record_attempts=1,
+                                          backoff_s=0.001) == [(1, "a"), (3, "c")]
+    assert await process_isolating_poison([(4, "d")], Flaky(), deadletter, lambda: None) == [(4, "d")]
+
+
+async def test_events_not_settled_are_released_in_order_after_the_batch_settled() -> None:
+    s = Settling()
+    stage = s.stage()
+    await stage.hand_over([(2, "a")], events=[1, 2, 3])  # 1 and 3: dead-lettered or invalid, not held
+    await _until(lambda: s.started == ["a"])
+    assert s.held == [2] and s.released == []
+    s.gates["a"].set()
+    await stage.drain()
+    assert s.released == [1, 2, 3]
+    await stage.hand_over([], events=[4])  # nothing to settle: released once the batch before has settled
+    await stage.drain()
+    assert s.released == [1, 2, 3, 4] and s.started == ["a"]
