@@ -23,6 +23,7 @@ not know raises `UnsupportedFilter` and the caller falls back to the store.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -188,8 +189,9 @@ class WordIndex:
 
     def __init__(self, path: Path | None) -> None:
         self.schema = _schema()
-        self.path = path
-        self.persistent = path is not None
+        self._owner: int | None = None  # the open, locked owner file of `path` (see _claim)
+        self.path = path if path is not None and self._claim(path) else None
+        self.persistent = self.path is not None
         self.rebuilt = False
         self._lock = threading.Lock()
         self.index, self.meta = self._open()
@@ -225,6 +227,27 @@ class WordIndex:
                 del self._staged[doc["_id"]]
 
     # ---- opening -------------------------------------------------------------------------------
+    def _claim(self, path: Path) -> bool:
+        """Whether this process may own the directory: an exclusive lock on `<path>.owner` beside it,
+        held until `close` (or the process's death: the kernel drops it, kill -9 included). Two catalog
+        processes given one directory (one store, one host) would otherwise wipe and rebuild it under
+        each other: the loser of a start-up race failed to open an index the winner had just removed.
+        A second process keeps its own index in memory, rebuilt from the store like a missing one."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path.parent / f"{path.name}.owner", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            log.warning("word index at %s cannot be claimed; this process keeps its own in memory", path, exc_info=True)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            log.warning("word index at %s is owned by another process; this one keeps its own in memory", path)
+            return False
+        self._owner = fd
+        return True
+
     def _open(self) -> tuple[tantivy.Index, dict[str, Any]]:
         if self.path is None:
             return tantivy.Index(self.schema), {}
@@ -237,14 +260,28 @@ class WordIndex:
         except Exception:
             log.warning("word index at %s cannot be opened; rebuilding it", self.path, exc_info=True)
             self._wipe()
+        try:
             return tantivy.Index(self.schema, path=str(self.path), reuse=True), {}
+        except Exception:  # a read model: the store still answers, so start without the disk
+            log.error("word index at %s cannot be created; this process keeps its own in memory", self.path, exc_info=True)
+            self._release()
+            return tantivy.Index(self.schema), {}
+
+    def _release(self) -> None:
+        """Give up the directory (its owner lock) and keep the index in memory from here on."""
+        self.path, self.persistent = None, False
+        if self._owner is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._owner)  # closing the descriptor releases the lock
+            self._owner = None
 
     def _writer(self) -> tantivy.IndexWriter:
         try:
             return self.index.writer(heap_size=50_000_000, num_threads=1)
-        except Exception:  # noqa: BLE001 - another process writes this directory (a second catalog)
-            log.warning("word index at %s is locked by another process; this one keeps its own in memory", self.path)
-            self.path, self.persistent, self.meta = None, False, {}
+        except Exception:  # noqa: BLE001 - a writer outside ssmatch holds tantivy's own lock on the directory
+            log.warning("word index at %s is locked by another writer; this one keeps its own in memory", self.path)
+            self._release()
+            self.meta = {}
             self.index = tantivy.Index(self.schema)
             return self.index.writer(heap_size=50_000_000, num_threads=1)
 
@@ -309,8 +346,13 @@ class WordIndex:
         os.replace(tmp, self.path / META_FILE)
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(Exception):  # closing; the next start checks the index anyway
-            self.writer.wait_merging_threads()
+        with self._lock:
+            with contextlib.suppress(Exception):  # closing; the next start checks the index anyway
+                self.writer.wait_merging_threads()
+            if self._owner is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._owner)
+                self._owner = None
 
     # ---- reading ---------------------------------------------------------------------------------
     def count(self, kind: str) -> int:

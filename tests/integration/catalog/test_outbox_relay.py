@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -187,7 +188,9 @@ async def test_a_relay_that_lost_its_lease_cannot_mark_rows(make_settings: Any) 
         assert not await new.acquire()  # a live lease is not taken
         from ssmatch.events import utcnow
 
-        await store.db["outbox_relay"].update_one({"_id": LEASE_ID}, {"$set": {"expires_at": utcnow()}})  # old holder paused too long
+        # the old holder paused too long: its lease ran out a second ago (not "now": BSON dates keep
+        # milliseconds, so a lease expiring in this very millisecond has not yet run out)
+        await store.db["outbox_relay"].update_one({"_id": LEASE_ID}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}})
         assert await new.acquire() and new.token == old.token + 1  # type: ignore[operator]
         await _emit_revisions(client, store, [uid("n")], range(1, 2))
         row = await store.outbox.find_one({})
