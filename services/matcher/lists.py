@@ -175,11 +175,12 @@ class ItemIndex:
         """Moves whenever an open item of `kind` is written or dropped."""
         return self.tables[kind].version
 
-    def candidates(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None) -> tuple[list[str], CandidateSet]:
+    def candidates(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None,
+                   scan_below: int = 0) -> tuple[list[str], CandidateSet]:
         """Open items of `kind` to score `query` against: all of them (`count` None: exact), else its
-        `count` nearest neighbours by centred cosine."""
+        `count` nearest neighbours by centred cosine (found by a scan below `scan_below` open items)."""
         table = self.tables[kind]
-        rows = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count)
+        rows = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count, scan_below)
         return table.ids[rows].tolist(), table.take(rows)
 
     def expiring(self, now_ts: float) -> list[Key]:
@@ -254,7 +255,7 @@ class ListBook:
         count = None if exact else self.config.candidates
         query = self.index.prepared(kind, item_id)
         for attempt in range(self.config.widen + 1):
-            ids, cset = self.index.candidates(them, query, self.centroids, count)
+            ids, cset = self.index.candidates(them, query, self.centroids, count, self.config.scan_below)
             if not ids:
                 return ids, np.zeros(0, dtype=np.float64), -np.inf
             batch = score_against(query, cset, self.rules, self.centroids, now, self._text_where(ids, floor_of))
@@ -266,7 +267,7 @@ class ListBook:
             beyond = score_bound(self.rules, float(batch.cosine.min()))
             passing = np.sort(scores[scores >= 0])[::-1]
             kth = float(passing[self.rules.top_k - 1]) if len(passing) >= self.rules.top_k else self.rules.min_score
-            if beyond <= kth or attempt == self.config.widen:
+            if beyond < kth or attempt == self.config.widen:  # at a tie, an item beyond may win on its id
                 return ids, scores, beyond
             count *= 4
         raise AssertionError("unreachable")

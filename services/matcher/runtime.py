@@ -125,7 +125,8 @@ class MatcherRuntime:
         self.producer = make_producer(self.settings, "matcher")
         await self.producer.start()
         index = ItemIndex(self.rules)
-        config = CandidateConfig(candidates=self.settings.matcher_candidates, exact_below=self.settings.matcher_exact_below)
+        config = CandidateConfig(candidates=self.settings.matcher_candidates, exact_below=self.settings.matcher_exact_below,
+                                 scan_below=self.settings.matcher_scan_below)
         book = ListBook(index, self.rules, snap.centroids, self.owns, config)
         self.store = store
         self.service = MatcherService(store, book, self.embed, self.send, self.rules.version, snap.version, on_stage=self.metrics.stage)

@@ -314,7 +314,8 @@ async def test_the_ann_candidate_path_reaches_its_recall_bound(own_broker: Broke
     rules_path = rules_copy(tmp_path / "rules.toml", top_k=2, min_score=0.1, version="oracle-ann")
     rules = load_rules(str(rules_path))
     settings: Settings = make_settings(kafka_bootstrap_servers=own_broker.bootstrap, group_prefix=f"t{uuid.uuid4().hex[:6]}")
-    env = worker_env(own_broker, settings, rules_path, SSMATCH_MATCHER_EXACT_BELOW="0", SSMATCH_MATCHER_CANDIDATES="16")
+    env = worker_env(own_broker, settings, rules_path, SSMATCH_MATCHER_EXACT_BELOW="0", SSMATCH_MATCHER_CANDIDATES="16",
+                     SSMATCH_MATCHER_SCAN_BELOW="0")
     workers: Workers = matcher_workers(env)
     workers.start(0)
     client = make_client(settings.mongodb_uri)

@@ -141,9 +141,65 @@ def test_the_ann_path_finds_the_exact_top_k_pairs() -> None:
     rules = make_rules(top_k=3, min_score=0.2)
     docs = catalog(800, seed=4, topics=40)
     exact = oracle(docs, rules, CENTRING.centroids)
-    approx = oracle(docs, rules, CENTRING.centroids, config=CandidateConfig(candidates=30, exact_below=0))
+    approx = oracle(docs, rules, CENTRING.centroids, config=CandidateConfig(candidates=30, exact_below=0, scan_below=0))
     assert len(exact) > 600
     assert len(exact & approx) / len(exact) >= 0.99, len(exact & approx) / len(exact)
+
+
+def test_the_scan_path_gives_exactly_the_oracle_and_builds_no_ann_index() -> None:
+    """Neighbours found by a scan are the exact nearest by centred cosine, so with the widening bound
+    every list is exact: the same pairs as scoring every item, from 30 candidates a list."""
+    rules = make_rules(top_k=3, min_score=0.2)
+    docs = catalog(800, seed=4, topics=40)
+    exact = oracle(docs, rules, CENTRING.centroids)
+    scanned = oracle(docs, rules, CENTRING.centroids, config=CandidateConfig(candidates=30, exact_below=0))
+    assert len(exact) > 600 and scanned == exact
+    index = ItemIndex(rules)
+    for doc in docs:
+        index.put(doc)
+    book = ListBook(index, rules, CENTRING.centroids, owns=lambda *_: True, config=CandidateConfig(candidates=30, exact_below=0))
+    book.top_k(("need", docs[0]["_id"] if docs[0]["kind"] == "need" else docs[1]["_id"]))
+    assert all(t._ann is None for t in index.tables.values())
+
+
+def test_a_scan_finds_the_nearest_rows_by_centred_cosine_kept_current_through_writes() -> None:
+    """The scan's cosines are the centred ones (never stored: v·q̂ - m·q̂ over |v - m|), among rows the
+    language filter admits, and follow rewrites, drops, new languages and a new centring snapshot."""
+    rules = make_rules(top_k=3, min_score=0.2)
+    docs = catalog(400, seed=9, topics=20)
+    index = ItemIndex(rules)
+    for doc in docs:
+        index.put(doc)
+    table = index.tables["offer"]
+    needs = [d for d in docs if d["kind"] == "need"]
+
+    def expected(query: Any, centroids: Any, count: int) -> list[str]:
+        q = unit(query.vector - centroids.centroid(query.item.text_language))
+        rows = [r for r in table.rows() if table.has_vector[r] and (query.item.accepts_interpretation or table.items[r].item.accepts_interpretation
+                                                                      or set(table.items[r].item.languages) & set(query.item.languages))]
+        cos = {r: float(unit(table.vectors[r] - centroids.centroid(table.items[r].item.text_language)) @ q) for r in rows}
+        return [table.ids[r] for r in sorted(rows, key=lambda r: (-cos[r], r))[:count]]
+
+    def check(centroids: Any) -> None:
+        for need in needs[:25]:
+            query = index.prepared("need", need["_id"])
+            got = [table.ids[r] for r in table.scan(query, centroids, 10)]
+            assert set(got) == set(expected(query, centroids, 10)), need["_id"]
+
+    check(CENTRING.centroids)
+    offers = [d for d in docs if d["kind"] == "offer"]
+    # moved next to a need, in a new language only it speaks, met through interpretation
+    index.put({**offers[0], "revision": 2, "embedding": needs[0]["embedding"], "text_language": needs[0]["text_language"], "languages": ["sw"],
+               "accepts_interpretation": True})
+    index.put({**offers[3], "revision": 2, "text_language": "sw"})  # a language the table had no centroid row for
+    index.put({**offers[1], "revision": 2, "status": "withdrawn"})
+    index.put({**offers[2], "revision": 2, "languages": ["sw"]})  # no common language, no interpretation: never a candidate
+    check(CENTRING.centroids)
+    query = index.prepared("need", needs[0]["_id"])
+    near = [table.ids[r] for r in table.scan(query, CENTRING.centroids, 10)]
+    assert near[0] == offers[0]["_id"] and offers[1]["_id"] not in near and offers[2]["_id"] not in table.ids[table.scan(query, CENTRING.centroids, 400)]
+    shifted = type(CENTRING.centroids)({k: v + 0.01 for k, v in CENTRING.centroids.table.items()})  # type: ignore[call-arg]
+    check(shifted)
 
 
 def test_below_the_threshold_lists_are_exact_and_no_ann_index_is_built() -> None:

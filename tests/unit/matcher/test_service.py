@@ -78,7 +78,7 @@ async def test_the_ann_path_with_every_item_a_candidate_equals_the_oracle(cluste
     enough candidates it must give exactly the exact oracle (a stale or missing row would show)."""
     rng = random.Random(11)
     events, vectors = random_events(rng, n_items=44, n_events=120)
-    config = CandidateConfig(candidates=12, exact_below=0)
+    config = CandidateConfig(candidates=12, exact_below=0, scan_below=0)
     cluster = cluster_factory(workers=3, rules=make_rules(top_k=2, min_score=0.2), vectors=vectors, config=config)
     for event in events:
         await cluster.deliver(event)
