@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     # a kind every item is scored instead (exact). 0 forces the ANN path (tests of its recall).
     matcher_candidates: int = Field(200, ge=1, validation_alias=_env("SSMATCH_MATCHER_CANDIDATES"))
     matcher_exact_below: int = Field(2000, ge=0, validation_alias=_env("SSMATCH_MATCHER_EXACT_BELOW"))
+    # below this many open items of a kind, neighbours come from an exact scan instead of HNSW (0: HNSW always)
     matcher_scan_below: int = Field(150_000, ge=0, validation_alias=_env("SSMATCH_MATCHER_SCAN_BELOW"))
     # the centring snapshot is rebuilt when the open corpus has doubled and holds at least this many items
     matcher_centring_min_items: int = Field(500, ge=1, validation_alias=_env("SSMATCH_MATCHER_CENTRING_MIN_ITEMS"))

@@ -116,6 +116,8 @@ class KindTable:
         self.interprets = np.zeros(0, dtype=bool)  # accepts interpretation: any item may meet it
         self.centred_norms = np.zeros(0, dtype=np.float32)  # |vector - its language's centroid|, under _scan_centroids
         self._scan_centroids: LanguageCentroids | None = None
+        # the last scan's query, table version, snapshot, rows and cosines: a list that widens reuses them
+        self._scan_memo: tuple[Prepared, int, LanguageCentroids, np.ndarray, np.ndarray] | None = None
         self._no_vector: set[int] = set()  # open items stored without a vector (not in the ANN index)
         self._ann: dict[str, Index] | None = None
         self._ann_centroids: LanguageCentroids | None = None
@@ -241,12 +243,24 @@ class KindTable:
         )
 
     # ---- approximate nearest neighbours ------------------------------------------------------------
+    def _means(self, centroids: LanguageCentroids) -> np.ndarray:
+        """The centroid of each language the table knows, rows in `lang_codes` order (a row's
+        `lang_index` picks its own)."""
+        return np.stack([centroids.centroid(code) for code in self.lang_codes]).astype(np.float32)
+
+    @staticmethod
+    def _centred_query(query: Prepared, centroids: LanguageCentroids) -> np.ndarray:
+        """The query's unit vector after subtracting its language's centroid."""
+        assert query.vector is not None
+        q: np.ndarray = query.vector.astype(np.float32) - np.asarray(centroids.centroid(query.item.text_language), dtype=np.float32)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        return q
+
     def _centred(self, vectors: np.ndarray, lang_index: np.ndarray, centroids: LanguageCentroids | None) -> np.ndarray:
         """Unit vectors after subtracting each row's language centroid: their dot product is the
         centred cosine the scorer's semantic component uses."""
         assert centroids is not None
-        means = np.stack([centroids.centroid(code) for code in self.lang_codes]).astype(np.float32)
-        out = vectors - means[lang_index]
+        out = vectors - self._means(centroids)[lang_index]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         centred: np.ndarray = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         return centred
@@ -300,9 +314,7 @@ class KindTable:
         if len(self) < scan_below:
             return self.scan(query, centroids, count)
         indexes = self._ensure_ann(centroids)
-        mean = np.asarray(centroids.centroid(query.item.text_language), dtype=np.float32)
-        q = query.vector.astype(np.float32) - mean
-        q /= max(float(np.linalg.norm(q)), 1e-12)
+        q = self._centred_query(query, centroids)
         keys: list[np.ndarray] = []
         distances: list[np.ndarray] = []
         for block in query_blocks(query):
@@ -331,13 +343,29 @@ class KindTable:
     # ---- exact neighbours by a scan -----------------------------------------------------------------
     def _centre_norms(self, slots: np.ndarray, centroids: LanguageCentroids) -> None:
         """`centred_norms` of these slots: |v - m|² = |v|² - 2 v·m + |m|², m the row's language centroid."""
-        means = np.stack([centroids.centroid(code) for code in self.lang_codes]).astype(np.float32)
+        means = self._means(centroids)
         for start in range(0, len(slots), ANN_BUILD_CHUNK):  # chunks: no full copy of the means per row
             chunk = slots[start:start + ANN_BUILD_CHUNK]
             m = means[self.lang_index[chunk]]
             vm = np.einsum("ij,ij->i", self.vectors[chunk], m, dtype=np.float64)
             sq = self.sq_norms[chunk] - 2 * vm + np.einsum("ij,ij->i", m, m, dtype=np.float64)
             self.centred_norms[chunk] = np.sqrt(np.maximum(sq, 0.0))
+
+    def _scan_cosines(self, query: Prepared, centroids: LanguageCentroids) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the language filter lets `query` meet, and their centred cosines with it."""
+        if self._scan_centroids is not centroids:
+            self._centre_norms(self._rows_with_vectors(), centroids)
+            self._scan_centroids = centroids
+        q = self._centred_query(query, centroids)
+        cap = self.capacity
+        allowed = self.used[:cap] & self.has_vector[:cap]
+        if not query.item.accepts_interpretation:  # the scorer's hard language filter, as the blocks
+            allowed &= ((self.languages[:cap] & query.languages) != 0) | self.interprets[:cap]
+        rows = np.flatnonzero(allowed)
+        norms = self.centred_norms[:cap]
+        # the product over the whole (viewed, not copied) matrix; a fancy index of the rows would copy them
+        cosines = (self.vectors[:cap] @ q - (self._means(centroids) @ q)[self.lang_index[:cap]]) / np.where(norms > 0, norms, 1.0)
+        return rows, cosines[rows]
 
     def scan(self, query: Prepared, centroids: LanguageCentroids, count: int) -> np.ndarray:
         """Slots of the `count` open items nearest to `query` by centred cosine (exact, ties by slot)
@@ -346,23 +374,16 @@ class KindTable:
         rows ~1.3 ms (one core, measured) where an HNSW search with its widenings took 2-20 ms and,
         on the bench's catalogue of near copies, left out items it could not reach (list recall 0.93
         at 100,000 items)."""
-        assert query.vector is not None
-        if self._scan_centroids is not centroids:
-            self._centre_norms(self._rows_with_vectors(), centroids)
-            self._scan_centroids = centroids
-        q = query.vector.astype(np.float32) - np.asarray(centroids.centroid(query.item.text_language), dtype=np.float32)
-        q /= max(float(np.linalg.norm(q)), 1e-12)
-        cap = self.capacity
-        means = np.stack([centroids.centroid(code) for code in self.lang_codes]).astype(np.float32)
-        norms = self.centred_norms[:cap]
-        cosines = (self.vectors[:cap] @ q - (means @ q)[self.lang_index[:cap]]) / np.where(norms > 0, norms, 1.0)
-        allowed = self.used[:cap] & self.has_vector[:cap]
-        if not query.item.accepts_interpretation:  # the scorer's hard language filter, as the blocks
-            allowed &= ((self.languages[:cap] & query.languages) != 0) | self.interprets[:cap]
-        rows = np.flatnonzero(allowed)
+        memo = self._scan_memo
+        if memo is not None and memo[0] is query and memo[1] == self.version and memo[2] is centroids:
+            rows, cosines = memo[3], memo[4]  # the same list widening: same rows, same cosines
+        else:
+            rows, cosines = self._scan_cosines(query, centroids)
+            self._scan_memo = (query, self.version, centroids, rows, cosines)
         if len(rows) > count:
-            rows = rows[np.argpartition(-cosines[rows], count - 1)[:count]]
-        rows = rows[np.lexsort((rows, -cosines[rows]))]
+            top = np.argpartition(-cosines, count - 1)[:count]
+            rows, cosines = rows[top], cosines[top]
+        rows = rows[np.lexsort((rows, -cosines))]
         if self._no_vector:  # not comparable by meaning: kept candidates (the scorer says why they fail)
             with_unvectored: np.ndarray = np.concatenate([rows, np.fromiter(sorted(self._no_vector), dtype=np.int64)])
             return with_unvectored

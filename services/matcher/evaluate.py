@@ -419,8 +419,8 @@ def parity_tradeoff(needs: list[MatchItem], offers: list[MatchItem], grades: dic
     """Why parity and precision pull against each other with this model (issue 12, measured, not tuned):
     the translations' centred cosines spread widely, so bringing their scores within 0.05 of one another
     needs a semantic ceiling low enough to saturate them all, and then every related offer saturates too
-    and the best one no longer stands out. Each line is the report under a lower ceiling (without the skew
-runs, the costly part, which the lines do not show)."""
+    and the best one no longer stands out. Each line is the report under a lower ceiling (without the
+    skew runs, the costly part, which the lines do not show)."""
     cosines = translation_cosines(psets, needs + offers, vectors, rules)
     lines = [f"tradeoff.translation_cosine_min={min(cosines, default=0.0):.4f}",
              f"tradeoff.translation_cosine_max={max(cosines, default=0.0):.4f}"]

@@ -268,8 +268,11 @@ class WordIndex:
             return tantivy.Index(self.schema), {}
 
     def _release(self) -> None:
-        """Give up the directory (its owner lock) and keep the index in memory from here on."""
+        """Give up the directory and keep the index in memory from here on."""
         self.path, self.persistent = None, False
+        self._drop_owner()
+
+    def _drop_owner(self) -> None:
         if self._owner is not None:
             with contextlib.suppress(OSError):
                 os.close(self._owner)  # closing the descriptor releases the lock
@@ -349,10 +352,7 @@ class WordIndex:
         with self._lock:
             with contextlib.suppress(Exception):  # closing; the next start checks the index anyway
                 self.writer.wait_merging_threads()
-            if self._owner is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._owner)
-                self._owner = None
+            self._drop_owner()
 
     # ---- reading ---------------------------------------------------------------------------------
     def count(self, kind: str) -> int:
