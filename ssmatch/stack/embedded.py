@@ -25,7 +25,7 @@ def secantus_child(port: int, storage: Path, log_dir: Path) -> Child:
         # An explicit (empty) config stops SecantusDB from picking up ./secantusd.toml or ~/.secantus/.
         config.write_text("# ssmatch: defaults, overridden by command-line flags\n")
     argv = [
-        python(), "-m", "secantus", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+        python(), "-m", "ssmatch.stack.secantus_main", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
         "--storage-path", str(storage), "--log-level", "WARNING",
     ]
     return Child("document store (SecantusDB)", argv, dict(os.environ), log_dir / "store.log")
@@ -40,11 +40,11 @@ def start_tansu(port: int, log_dir: Path, timeout_s: float = 20) -> Child:
 def start_secantus(port: int, storage: Path, log_dir: Path, timeout_s: float = 60) -> Child:
     child = secantus_child(port, storage, log_dir).start()
     wait_until(lambda: port_open(port), timeout_s, f"document store on port {port}", [child])
-    _wait_mongo_ping(port, timeout_s, child)
+    wait_mongo_ping(port, timeout_s, child)
     return child
 
 
-def _wait_mongo_ping(port: int, timeout_s: float, child: Child) -> None:
+def wait_mongo_ping(port: int, timeout_s: float, child: Child) -> None:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
