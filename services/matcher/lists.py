@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from services.matcher.candidates import CandidateConfig, KindTable, score_bound
+from services.matcher.candidates import COSINE_MARGIN, CandidateConfig, KindTable, cosine_floor, score_bound
 from services.matcher.scoring import CandidateSet, LanguageCentroids, MatchItem, Prepared, Rules, TextWhere, prepare, score_against
 
 Key = tuple[str, str]  # (kind, id)
@@ -179,9 +179,15 @@ class ItemIndex:
                    scan_below: int = 0) -> tuple[list[str], CandidateSet]:
         """Open items of `kind` to score `query` against: all of them (`count` None: exact), else its
         `count` nearest neighbours by centred cosine (found by a scan below `scan_below` open items)."""
+        rows = self.candidate_rows(kind, query, centroids, count, scan_below)
+        return self.tables[kind].ids[rows].tolist(), self.tables[kind].take(rows)
+
+    def candidate_rows(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None,
+                       scan_below: int = 0) -> np.ndarray:
+        """The table slots of `candidates`."""
         table = self.tables[kind]
-        rows = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count, scan_below)
-        return table.ids[rows].tolist(), table.take(rows)
+        rows: np.ndarray = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count, scan_below)
+        return rows
 
     def expiring(self, now_ts: float) -> list[Key]:
         """Open items whose expiry has passed (their lists and the lists holding them must go)."""
@@ -211,6 +217,24 @@ class ListBook:
     def forget_scores(self) -> None:
         """Drop the changed items' scores: they are valid only for the index state they were taken in."""
         self._fresh.clear()
+        for table in self.index.tables.values():
+            table.forget_scans()
+
+    def prefetch(self, keys: list[Key], now: datetime | None = None) -> None:
+        """Find the candidates of all the changed items `keys` together, before `affected` asks for
+        each: the items whose candidates come from a scan are scanned in batches (one matrix
+        product for up to 32 of them, `KindTable.prefetch_scans`). Changes nothing else."""
+        now_ts = (now or datetime.now(UTC)).timestamp()
+        queries: dict[str, list[Prepared]] = {}
+        for kind, item_id in keys:
+            them = other(kind)
+            n = self.index.open_count(them)
+            if n < self.config.exact_below or n >= self.config.scan_below or not is_usable(self.index.get(kind, item_id), now_ts):
+                continue
+            queries.setdefault(them, []).append(self.index.prepared(kind, item_id))
+        for them, batch in queries.items():
+            if len(batch) > 1:
+                self.index.tables[them].prefetch_scans(batch, self.centroids)
 
     def set_list(self, key: Key, state: ListState) -> None:
         """The list as sent. Its pool is kept when it leads with exactly these entries (the pool this
@@ -224,7 +248,12 @@ class ListBook:
         return set(sorted(pool.scores, key=lambda oid: rank_key(pool.scores[oid], oid))[: self.rules.top_k])
 
     def _set_pool(self, key: Key, pool: Pool | None) -> None:
+        """Set (None: drop) an owned list's pool; its table row learns the score an item needs to enter it."""
         them = other(key[0])
+        table = self.index.tables[key[0]]
+        slot = table.slot_of.get(key[1])
+        if slot is not None:
+            table.entry_floor[slot] = np.inf if pool is None else (-pool.bound[0] if pool.bound is not None else self.rules.min_score)
         old = self._pools.pop(key, None)
         for oid in (old.scores if old else {}):
             self._holders.get((them, oid), set()).discard(key)
@@ -238,38 +267,80 @@ class ListBook:
             self._set_pool(key, None)
             self.lists.pop(key, None)
 
-    def _scores(self, kind: str, item_id: str, now: datetime, floor_of: FloorOf | None = None) -> tuple[list[str], np.ndarray, float]:
+    def _scores(self, kind: str, item_id: str, now: datetime, floor_of: FloorOf | None = None,
+                entering: bool = False) -> tuple[list[str], np.ndarray, float]:
         """Rounded scores of the item against its candidates of the other kind; -1 where excluded, not
         above min_score, or unable to matter. Candidates are every open item below `exact_below`, else the
-        item's ANN neighbours, widened while an item beyond them could still enter the top_k (`score_bound`).
+        item's nearest neighbours, more of them while an item beyond could still enter the top_k
+        (`score_bound`): from a scan, in one step, every item near enough to reach the K-th score
+        (`cosine_floor`); from the HNSW indexes, ×4 at a time. Candidates scored once keep their scores.
 
         A score matters if it can be among the item's own top_k, or reach the floor `floor_of` gives a
         candidate (what it takes to enter or stay in that candidate's list). Only those pairs are
         compared by wording (see `text_where`): the others are known to fall short from their bounds.
 
+        `entering` (a changed item, `affected`): from a scan, the candidates also include every item
+        whose list here the changed item may enter: near enough that the pair's bound reaches what
+        that list asks (`KindTable.entry_floor`). Otherwise an owned list farther than the changed
+        item's own candidates would never be offered it (the HNSW path still has that limit).
+
         Also returns the score above which every passing item is among the candidates: -inf when
-        all were scored, else `score_bound` at the farthest candidate."""
+        all were scored, else the bound beyond the farthest candidate."""
         them = other(kind)
         n = self.index.open_count(them)
-        exact = n < self.config.exact_below
-        count = None if exact else self.config.candidates
+        count = None if n < self.config.exact_below else self.config.candidates
         query = self.index.prepared(kind, item_id)
-        for attempt in range(self.config.widen + 1):
-            ids, cset = self.index.candidates(them, query, self.centroids, count, self.config.scan_below)
-            if not ids:
-                return ids, np.zeros(0, dtype=np.float64), -np.inf
-            batch = score_against(query, cset, self.rules, self.centroids, now, self._text_where(ids, floor_of))
+        table = self.index.tables[them]
+        ids: list[str] = []
+        parts: list[np.ndarray] = []
+        farthest = np.inf  # the lowest centred cosine among the scored candidates
+
+        def score(rows: np.ndarray) -> None:
+            nonlocal farthest
+            found = table.ids[rows].tolist()
+            if ids:  # only the candidates not scored yet
+                seen = set(ids)
+                added = [j for j, oid in enumerate(found) if oid not in seen]
+                rows, found = rows[added], [found[j] for j in added]
+            if not found:
+                return
+            batch = score_against(query, table.take(rows), self.rules, self.centroids, now, self._text_where(found, floor_of))
             scores = np.round(batch.total.astype(np.float64), 4)
             unresolved = ~batch.resolved if batch.resolved is not None else False
             scores[batch.excluded | unresolved | (scores <= self.rules.min_score)] = -1.0
-            if count is None or count >= n:
-                return ids, scores, -np.inf
-            beyond = score_bound(self.rules, float(batch.cosine.min()))
+            ids.extend(found)
+            parts.append(scores)
+            farthest = min(farthest, float(batch.cosine.min()))
+
+        def kth() -> float:
+            scores = np.concatenate(parts) if parts else np.zeros(0)
             passing = np.sort(scores[scores >= 0])[::-1]
-            kth = float(passing[self.rules.top_k - 1]) if len(passing) >= self.rules.top_k else self.rules.min_score
-            if beyond < kth or attempt == self.config.widen:  # at a tie, an item beyond may win on its id
-                return ids, scores, beyond
+            return float(passing[self.rules.top_k - 1]) if len(passing) >= self.rules.top_k else self.rules.min_score
+
+        def result(beyond: float) -> tuple[list[str], np.ndarray, float]:
+            return ids, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)), beyond
+
+        score(self.index.candidate_rows(them, query, self.centroids, count, self.config.scan_below))
+        if count is None or count >= n or not ids:
+            return result(-np.inf)
+        limit = count * 4 ** self.config.widen
+        if table.scans(self.config.scan_below):
+            beyond = score_bound(self.rules, farthest)
+            if beyond < kth() and not entering:
+                return result(beyond)
+            # every item whose cosine still lets it reach the K-th score (at a tie it may win on its id)
+            # and, for a changed item, every one whose list here it may enter (their `entry_floor`)
+            floor = cosine_floor(self.rules, kth()) - COSINE_MARGIN
+            rows, complete = table.scan_from(query, self.centroids, floor, limit, self.rules if entering else None)
+            score(rows)
+            beyond = score_bound(self.rules, farthest)
+            return result(min(beyond, score_bound(self.rules, floor)) if complete else beyond)  # else as the widening's last step
+        for attempt in range(self.config.widen + 1):
+            beyond = score_bound(self.rules, farthest)
+            if beyond < kth() or attempt == self.config.widen:  # at a tie, an item beyond may win on its id
+                return result(beyond)
             count *= 4
+            score(self.index.candidate_rows(them, query, self.centroids, count, self.config.scan_below))
         raise AssertionError("unreachable")
 
     def _text_where(self, ids: list[str], floor_of: FloorOf | None) -> TextWhere:
@@ -396,7 +467,7 @@ class ListBook:
             out.add(key)
         if not is_usable(self.index.get(kind, item_id), now.timestamp()):
             return out
-        ids, scores, beyond = self._scores(kind, item_id, now, self._floors(kind, out))
+        ids, scores, beyond = self._scores(kind, item_id, now, self._floors(kind, out), entering=True)
         self._fresh[key] = ({oid: j for j, oid in enumerate(ids)}, ids, scores, beyond)
         for j in np.flatnonzero(scores >= 0):
             target = (other(kind), ids[j])

@@ -191,6 +191,7 @@ class MatcherService:
 
     def _affected(self, keys: list[Key], now: datetime | None) -> set[Key]:
         now = now or datetime.now(UTC)
+        self.book.prefetch(keys, now)
         out: set[Key] = set()
         for key in keys:
             if self.index.get(*key) is not None:

@@ -105,6 +105,16 @@ class Cluster:
         await owner.settle(keys)
         await self.follow(payload.id)
 
+    async def deliver_batch(self, payloads: list[Any]) -> None:
+        """A batch of item events: each owner ingests and settles its share at once (as a worker does
+        with what one poll brings), then the store's changes reach the rest."""
+        for worker in list(self.workers):
+            mine = [p for p in payloads if self.owner_of(p.id) is worker]
+            if mine:
+                await worker.settle(await worker.ingest(mine))
+        for item_id in dict.fromkeys(p.id for p in payloads):
+            await self.follow(item_id)
+
     async def follow(self, item_id: str) -> None:
         doc = await self.store.get_item(item_id)
         for w in self.workers:

@@ -202,6 +202,43 @@ def test_a_scan_finds_the_nearest_rows_by_centred_cosine_kept_current_through_wr
     check(shifted)
 
 
+def test_a_batch_of_scans_gives_each_query_what_its_own_scan_gives_until_a_write() -> None:
+    """`prefetch_scans` (one matrix product for many queries) keeps, for each query, the rows and
+    cosines its own scan finds; a write makes them stale and the next scan sees the write."""
+    rules = make_rules(top_k=3, min_score=0.2)
+    docs = catalog(400, seed=12, topics=20)
+    index, alone = ItemIndex(rules), ItemIndex(rules)
+    for doc in docs:
+        index.put(doc)
+        alone.put(doc)
+    needs = [d["_id"] for d in docs if d["kind"] == "need"][:40]
+    table, other_table = index.tables["offer"], alone.tables["offer"]
+    table.prefetch_scans([index.prepared("need", n) for n in needs], CENTRING.centroids)
+    assert len(table._scan_memo) == 40
+    for n in needs:
+        got = table.scan(index.prepared("need", n), CENTRING.centroids, 15)
+        want = other_table.scan(alone.prepared("need", n), CENTRING.centroids, 15)
+        assert table.ids[got].tolist() == other_table.ids[want].tolist(), n
+    moved = next(d for d in docs if d["kind"] == "offer")
+    query = index.prepared("need", needs[0])
+    index.put({**moved, "revision": 2, "embedding": index.embedding("need", needs[0]), "text_language": query.item.text_language,
+               "languages": list(query.item.languages)})
+    assert table.ids[table.scan(query, CENTRING.centroids, 1)].tolist() == [moved["_id"]]
+
+
+@pytest.mark.parametrize("score", [-0.5, 0.0, 0.2, 0.35, 0.5, 0.61, 0.8, 0.95, 1.0, 1.2])
+def test_the_cosine_floor_is_where_the_bound_first_reaches_a_score(score: float) -> None:
+    rules = make_rules()
+    floor = candidates.cosine_floor(rules, score)
+    if floor == 2.0:
+        assert candidates.score_bound(rules, 1.0) < score
+        return
+    assert candidates.score_bound(rules, floor) >= score
+    assert floor == -1.0 or candidates.score_bound(rules, floor - 1e-9) < score
+    cosines = np.linspace(-1, 1, 101)
+    assert candidates.score_bounds(rules, cosines).tolist() == pytest.approx([candidates.score_bound(rules, float(c)) for c in cosines])
+
+
 def test_below_the_threshold_lists_are_exact_and_no_ann_index_is_built() -> None:
     rules = make_rules(top_k=3, min_score=0.2)
     docs = catalog(300, seed=5)

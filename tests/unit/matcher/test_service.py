@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 
-from services.matcher.candidates import CandidateConfig
+from services.matcher.candidates import CandidateConfig, KindTable
 from services.matcher.lists import ListBook, oracle, rank_key
 from ssmatch.events import ItemWithdrawnPayload
 from tests.helpers import item_payload
@@ -83,6 +84,26 @@ async def test_the_ann_path_with_every_item_a_candidate_equals_the_oracle(cluste
     for event in events:
         await cluster.deliver(event)
     assert all(w.index.tables[k]._ann is not None for w in cluster.workers for k in ("need", "offer")), "the ANN path was not taken"
+    assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids)
+
+
+async def test_the_scan_path_settling_batches_equals_the_oracle(cluster_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Candidates from scans, found for a whole batch at once (`ListBook.prefetch`), two a list, the rest
+    reached by the scan's step down to the cosine that can still reach the K-th score: on three workers
+    settling batches of events, the lists must be exactly the oracle's."""
+    rng = random.Random(23)
+    events, vectors = random_events(rng, n_items=60, n_events=160)
+    config = CandidateConfig(candidates=2, exact_below=0, widen=5)  # limit 2 × 4⁵: every near item reachable
+    batched: list[int] = []
+    stepped: list[int] = []
+    prefetch, scan_from = KindTable.prefetch_scans, KindTable.scan_from
+    monkeypatch.setattr(KindTable, "prefetch_scans", lambda self, queries, centroids: (batched.append(len(queries)), prefetch(self, queries, centroids))[1])
+    monkeypatch.setattr(KindTable, "scan_from", lambda self, *a: (stepped.append(1), scan_from(self, *a))[1])
+    cluster = cluster_factory(workers=3, rules=make_rules(top_k=2, min_score=0.2), vectors=vectors, config=config)
+    for start in range(0, len(events), 8):
+        await cluster.deliver_batch(events[start:start + 8])
+    assert max(batched, default=0) > 1 and stepped, "the batched scan and the scan's step were not both taken"
+    assert all(w.index.tables[k]._ann is None for w in cluster.workers for k in ("need", "offer"))
     assert cluster.catalog.proposed() == oracle(cluster.final_docs(), cluster.rules, CENTRING.centroids)
 
 
