@@ -77,12 +77,7 @@ def score_bound(rules: Rules, cosine: float) -> float:
     every component but the semantic one, code credit gated by the semantic agreement as the scorer
     gates it. An item outside the candidates is no nearer than the farthest candidate, so when this
     bound at the farthest candidate's cosine cannot beat the list's K-th score, widening is useless."""
-    weights = rules.weights.normalised()
-    sem = rules.semantic
-    semantic = min(1.0, max(0.0, (cosine - sem.floor) / (sem.ceiling - sem.floor)))
-    gate = min(1.0, semantic / rules.codes.semantic_gate) if rules.codes.semantic_gate > 0 else 1.0
-    codes = (weights["sectors"] + weights["modalities"] + weights["sdgs"]) * gate
-    return min(1.0, weights["semantic"] * semantic + weights["text"] + codes + weights["geography"])
+    return float(score_bounds(rules, np.array([cosine]))[0])
 
 
 def score_bounds(rules: Rules, cosines: np.ndarray) -> np.ndarray:
@@ -151,9 +146,11 @@ class KindTable:
         # the score a pair needs to enter this row's list, as the worker's ListBook keeps it (inf: no list here)
         self.entry_floor = np.zeros(0, dtype=np.float64)
         self._scan_centroids: LanguageCentroids | None = None
-        # scans already made at this table version and centring, by query (`scan`, `prefetch_scans`)
-        self._scan_memo: dict[int, tuple[Prepared, int, LanguageCentroids, np.ndarray, np.ndarray]] = {}
-        self._admitted: tuple[int, dict[int | None, np.ndarray]] = (-1, {})  # see _scan_cosines
+        # scans already made (query, rows, cosines by id of the query), and the rows each set of languages
+        # may meet (see _scan_cosines): both valid for one table version and centring (`_scan_stamp`)
+        self._scan_memo: dict[int, tuple[Prepared, np.ndarray, np.ndarray]] = {}
+        self._admitted: dict[int | None, np.ndarray] = {}
+        self._scan_stamp: tuple[int, LanguageCentroids | None] = (-1, None)
         self._no_vector: set[int] = set()  # open items stored without a vector (not in the ANN index)
         self._ann: dict[str, Index] | None = None
         self._ann_centroids: LanguageCentroids | None = None
@@ -405,11 +402,9 @@ class KindTable:
         lang_index = self.lang_index[:cap]
         out: list[tuple[np.ndarray, np.ndarray]] = []
         # the rows each query may meet: one array for every query that accepts interpretation, one per
-        # set of languages for the others, at this table version (kept scans share them: ~0.4 MB each
-        # at 50,000 rows)
-        if self._admitted[0] != self.version:
-            self._admitted = (self.version, {})
-        admitted = self._admitted[1]
+        # set of languages for the others (kept scans share them: ~0.4 MB each at 50,000 rows)
+        self._valid_scans(centroids)
+        admitted = self._admitted
 
         def rows_for(query: Prepared) -> np.ndarray:
             languages = None if query.item.accepts_interpretation else query.languages
@@ -437,26 +432,28 @@ class KindTable:
         if self.dims == 0 or not todo:
             return
         for query, (rows, cosines) in zip(todo, self._scan_cosines(todo, centroids), strict=True):
-            self._keep_scan(query, centroids, rows, cosines)
+            self._keep_scan(query, rows, cosines)
 
     def _kept_scan(self, query: Prepared) -> tuple[np.ndarray, np.ndarray] | None:
         memo = self._scan_memo.get(id(query))
-        return (memo[3], memo[4]) if memo is not None and memo[0] is query else None
+        return (memo[1], memo[2]) if memo is not None and memo[0] is query else None
 
-    def _keep_scan(self, query: Prepared, centroids: LanguageCentroids, rows: np.ndarray, cosines: np.ndarray) -> None:
-        """Keep a scan (the oldest kept one goes beyond SCAN_KEPT: ~0.6 MB each at 50,000 rows)."""
+    def _keep_scan(self, query: Prepared, rows: np.ndarray, cosines: np.ndarray) -> None:
+        """Keep a scan (the oldest kept one goes beyond SCAN_KEPT: ~0.2 MB each at 50,000 rows)."""
         self._scan_memo.pop(id(query), None)
         while len(self._scan_memo) >= SCAN_KEPT:
             del self._scan_memo[next(iter(self._scan_memo))]
-        self._scan_memo[id(query)] = (query, self.version, centroids, rows, cosines)
+        self._scan_memo[id(query)] = (query, rows, cosines)
 
     def _valid_scans(self, centroids: LanguageCentroids) -> None:
-        """Forget the kept scans once a write or a new centring has made them stale."""
-        if any(memo[1] != self.version or memo[2] is not centroids for memo in self._scan_memo.values()):
-            self._scan_memo.clear()
+        """Forget what scans kept once a write or a new centring has made it stale."""
+        if self._scan_stamp[0] != self.version or self._scan_stamp[1] is not centroids:
+            self.forget_scans()
+            self._scan_stamp = (self.version, centroids)
 
     def forget_scans(self) -> None:
         self._scan_memo.clear()
+        self._admitted.clear()
 
     def scans(self, scan_below: int) -> bool:
         """Whether `neighbours` finds this table's rows by a scan (else by the HNSW indexes)."""
@@ -495,7 +492,7 @@ class KindTable:
         kept = self._kept_scan(query)
         if kept is None:
             kept = self._scan_cosines([query], centroids)[0]
-            self._keep_scan(query, centroids, *kept)
+            self._keep_scan(query, *kept)
         return kept
 
     def scan(self, query: Prepared, centroids: LanguageCentroids, count: int) -> np.ndarray:

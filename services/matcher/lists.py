@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from services.matcher.candidates import COSINE_MARGIN, CandidateConfig, KindTable, cosine_floor, score_bound
-from services.matcher.scoring import CandidateSet, LanguageCentroids, MatchItem, Prepared, Rules, TextWhere, prepare, score_against
+from services.matcher.scoring import LanguageCentroids, MatchItem, Prepared, Rules, TextWhere, prepare, score_against
 
 Key = tuple[str, str]  # (kind, id)
 FloorOf = Callable[[list[str], np.ndarray], np.ndarray]  # (candidate ids, rows) → the score each row must reach to matter
@@ -175,16 +175,10 @@ class ItemIndex:
         """Moves whenever an open item of `kind` is written or dropped."""
         return self.tables[kind].version
 
-    def candidates(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None,
-                   scan_below: int = 0) -> tuple[list[str], CandidateSet]:
-        """Open items of `kind` to score `query` against: all of them (`count` None: exact), else its
-        `count` nearest neighbours by centred cosine (found by a scan below `scan_below` open items)."""
-        rows = self.candidate_rows(kind, query, centroids, count, scan_below)
-        return self.tables[kind].ids[rows].tolist(), self.tables[kind].take(rows)
-
     def candidate_rows(self, kind: str, query: Prepared, centroids: LanguageCentroids, count: int | None,
                        scan_below: int = 0) -> np.ndarray:
-        """The table slots of `candidates`."""
+        """Slots of the open items of `kind` to score `query` against: all of them (`count` None: exact),
+        else its `count` nearest neighbours by centred cosine (found by a scan below `scan_below` open items)."""
         table = self.tables[kind]
         rows: np.ndarray = table.rows() if count is None or count >= len(table) else table.neighbours(query, centroids, count, scan_below)
         return rows
@@ -228,8 +222,8 @@ class ListBook:
         queries: dict[str, list[Prepared]] = {}
         for kind, item_id in keys:
             them = other(kind)
-            n = self.index.open_count(them)
-            if n < self.config.exact_below or n >= self.config.scan_below or not is_usable(self.index.get(kind, item_id), now_ts):
+            exact = self.index.open_count(them) < self.config.exact_below
+            if exact or not self.index.tables[them].scans(self.config.scan_below) or not is_usable(self.index.get(kind, item_id), now_ts):
                 continue
             queries.setdefault(them, []).append(self.index.prepared(kind, item_id))
         for them, batch in queries.items():
@@ -325,12 +319,12 @@ class ListBook:
             return result(-np.inf)
         limit = count * 4 ** self.config.widen
         if table.scans(self.config.scan_below):
-            beyond = score_bound(self.rules, farthest)
-            if beyond < kth() and not entering:
+            beyond, reach = score_bound(self.rules, farthest), kth()
+            if beyond < reach and not entering:
                 return result(beyond)
             # every item whose cosine still lets it reach the K-th score (at a tie it may win on its id)
             # and, for a changed item, every one whose list here it may enter (their `entry_floor`)
-            floor = cosine_floor(self.rules, kth()) - COSINE_MARGIN
+            floor = cosine_floor(self.rules, reach) - COSINE_MARGIN
             rows, complete = table.scan_from(query, self.centroids, floor, limit, self.rules if entering else None)
             score(rows)
             beyond = score_bound(self.rules, farthest)

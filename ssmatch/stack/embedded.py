@@ -37,14 +37,17 @@ def start_tansu(port: int, log_dir: Path, timeout_s: float = 20) -> Child:
     return child
 
 
-def start_secantus(port: int, storage: Path, log_dir: Path, timeout_s: float = 60) -> Child:
-    child = secantus_child(port, storage, log_dir).start()
+def start_secantus(port: int, storage: Path, log_dir: Path, timeout_s: float = 60, env: dict[str, str] | None = None) -> Child:
+    """SecantusDB on `port`, answering; `env` adds to its environment (e.g. SSMATCH_STORE_TXN_LIFETIME_S)."""
+    child = secantus_child(port, storage, log_dir)
+    child.env.update(env or {})
+    child.start()
     wait_until(lambda: port_open(port), timeout_s, f"document store on port {port}", [child])
-    wait_mongo_ping(port, timeout_s, child)
+    _wait_mongo_ping(port, timeout_s, child)
     return child
 
 
-def wait_mongo_ping(port: int, timeout_s: float, child: Child) -> None:
+def _wait_mongo_ping(port: int, timeout_s: float, child: Child) -> None:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 

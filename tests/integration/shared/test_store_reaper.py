@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from ssmatch.stack.embedded import mongo_uri, secantus_child, wait_mongo_ping
-from ssmatch.stack.processes import Child, free_port, port_open, stop_all, wait_until
+from ssmatch.stack.embedded import mongo_uri, start_secantus
+from ssmatch.stack.processes import Child, free_port, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +43,8 @@ os._exit(0)  # dies inside the transaction: no commit, no abort
 def short_lived_store(tmp_path: Path) -> Iterator[tuple[str, Child]]:
     """A store of its own, whose transactions live LIFETIME_S idle seconds (the default is 15)."""
     port = free_port()
-    child = secantus_child(port, tmp_path / "mongo", tmp_path / "logs")
-    child.env["SSMATCH_STORE_TXN_LIFETIME_S"] = str(LIFETIME_S)
-    child.start()
+    child = start_secantus(port, tmp_path / "mongo", tmp_path / "logs", env={"SSMATCH_STORE_TXN_LIFETIME_S": str(LIFETIME_S)})
     try:
-        wait_until(lambda: port_open(port), 60, "document store", [child])
-        wait_mongo_ping(port, 60, child)
         yield mongo_uri(port), child
     finally:
         stop_all([child], grace_s=5)
